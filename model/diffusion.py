@@ -1,0 +1,114 @@
+"""Noise schedule, training loss and the chunk-by-chunk DDIM sampler with a shared K/V cache.
+
+The TypeScript worker implements the same sampler (shared/sampler); the timestep spacing and
+update below are the contract both follow.
+"""
+import math
+
+import torch
+
+TRAIN_STEPS = 1000
+
+
+def cosine_alphas_cumprod(n=TRAIN_STEPS, s=0.008):
+    """alpha_bar(t) of the cosine schedule, t = 0..n-1, clipped away from exactly 0."""
+    t = torch.arange(n + 1, dtype=torch.float64) / n
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    ab = (f / f[0])[1:]
+    return ab.clamp(min=1e-5, max=0.9999).float()
+
+
+def sample_timesteps(steps, n=TRAIN_STEPS):
+    """t_i = round((n - 1) * (1 - i / steps)), i = 0..steps-1 (descending)."""
+    return [int(round((n - 1) * (1 - i / steps))) for i in range(steps)]
+
+
+def q_sample(x0, noise, ab):
+    """Noisy x_t for per-frame alpha_bar ab (broadcastable to x0)."""
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def v_target(x0, noise, ab):
+    return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+
+
+def loss_fn(pred, x0, noise, ab, gamma=5.0):
+    """v-prediction MSE with min-SNR-gamma weighting (weight = min(snr, gamma) / (snr + 1))."""
+    snr = ab / (1 - ab)
+    w = snr.clamp(max=gamma) / (snr + 1)
+    err = ((pred - v_target(x0, noise, ab)) ** 2).mean(dim=(2, 3, 4), keepdim=True)
+    return (w * err).mean()
+
+
+def ddim_update(x, pred, ab, ab_prev):
+    """One deterministic DDIM step from v-prediction; x0 is clipped to the frame range."""
+    x0 = (ab.sqrt() * x - (1 - ab).sqrt() * pred).clamp(-1, 1)
+    eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+    return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps, x0
+
+
+def _guided(model, x, t, labels, pos, cache, guidance):
+    """One model call; with guidance the batch is [conditional, null label] and combined."""
+    out, kv = model.step(x, t, labels, pos, cache)
+    if guidance is not None:
+        cond, uncond = out[:1], out[1:]
+        out = uncond + guidance * (cond - uncond)
+    return out, kv
+
+
+@torch.no_grad()
+def generate(model, frames, label, init=None, steps=25, guidance=2.0, seed=0, use_cache=True):
+    """Generate `frames` new frames after `init` (F0, C, H, W) chunk by chunk.
+    With use_cache the conditioning K/V are computed once per chunk (the t = 0 pass) and shared by
+    all steps; without it every step recomputes all conditioning frames (the baseline).
+    Returns (frames, C, H, W)."""
+    cfg = model.cfg
+    dev = next(model.parameters()).device
+    ab_all = cosine_alphas_cumprod().to(dev)
+    ts = sample_timesteps(steps)
+    rows = 2 if guidance is not None else 1
+    labels = torch.tensor([label, cfg.num_labels][:rows], device=dev)
+    hist = init.to(dev) if init is not None else torch.zeros(0, cfg.channels, cfg.frame_size,
+                                                              cfg.frame_size, device=dev)
+    cache = model.empty_cache(rows, dev)
+    if use_cache and len(hist):
+        cache = cache_write(model, hist, labels, 0)
+    made = 0
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    while made < frames:
+        l = cfg.chunk
+        start = len(hist)                                   # global index of the chunk's first frame
+        x = torch.randn(1, l, cfg.channels, cfg.frame_size, cfg.frame_size, generator=gen).to(dev)
+        for i, t in enumerate(ts):
+            ab = ab_all[t]
+            ab_prev = ab_all[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=dev)
+            xx = x.expand(rows, -1, -1, -1, -1)
+            tt = torch.full((rows, l), float(t), device=dev)
+            if use_cache:
+                pred, _ = _guided(model, xx, tt, labels, torch.tensor([start], device=dev), cache, guidance)
+            else:                                           # recompute the window's clean frames
+                ctx = hist[max(0, start - cfg.p_max):].expand(rows, -1, -1, -1, -1)
+                xin = torch.cat([ctx, xx], 1)
+                tin = torch.cat([torch.zeros(rows, ctx.shape[1], device=dev), tt], 1)
+                pred, _ = _guided(model, xin, tin, labels, torch.tensor([start - ctx.shape[1]], device=dev),
+                                  model.empty_cache(rows, dev), guidance)
+                pred = pred[:, -l:]
+            x, _ = ddim_update(x, pred, ab, ab_prev)
+        hist = torch.cat([hist, x[0]], 0)
+        if use_cache:
+            kv = cache_write(model, x[0], labels, start, cache)
+            cache = torch.cat([cache, kv], 0)[-cfg.p_max:]
+        made += l
+    return hist[len(hist) - made:][:frames]
+
+
+def cache_write(model, clean, labels, start, cache=None):
+    """The t = 0 pass over clean frames (F, C, H, W): their K/V in every layer (F, depth, 2, B, N, D)."""
+    rows = labels.shape[0]
+    dev = clean.device
+    if cache is None:
+        cache = model.empty_cache(rows, dev)
+    x = clean[None].expand(rows, -1, -1, -1, -1)
+    t = torch.zeros(rows, clean.shape[0], device=dev)
+    _, kv = model.step(x, t, labels, torch.tensor([start], device=dev), cache)
+    return kv

@@ -1,0 +1,162 @@
+"""Train the small Ca2-VDM on procedurally generated bouncing-ball videos.
+
+Runs on torch 1.13 (CPU) and torch 2.x (CUDA, bf16 autocast). Time-bounded (--minutes): the
+learning rate decays over the time budget, checkpoints are written every few minutes and on exit,
+and --resume continues from a checkpoint (full state, or the fp16 EMA weights alone).
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import time
+
+import torch
+
+import ca2vdm
+import data
+import diffusion
+
+
+def chunk_timesteps(batch, frames, chunk, generator, device):
+    """One random timestep per chunk (the frames of a chunk share it, as at inference): (B, F)."""
+    t = torch.randint(0, diffusion.TRAIN_STEPS, (batch, frames // chunk), generator=generator, device=device)
+    return t.repeat_interleave(chunk, dim=1)
+
+
+@torch.no_grad()
+def diagnose(model, cfg, device, ab_all, ts=(250, 500, 750, 999), n=32):
+    """One-step x0 PSNR for the last chunk of a clip given its true clean history, at several t."""
+    g = torch.Generator(device=device).manual_seed(1234)
+    clean, label = data.batch(n, cfg.l_train, cfg.frame_size, g, device)
+    noise = torch.randn(clean.shape, generator=g, device=device)
+    out = {}
+    for t in ts:
+        tt = torch.full((n, cfg.l_train), t, device=device)
+        ab = ab_all[tt][..., None, None, None]
+        pred = ca2vdm.training_forward(model, clean, diffusion.q_sample(clean, noise, ab), tt.float(), label, 0)
+        x0 = (ab.sqrt() * diffusion.q_sample(clean, noise, ab) - (1 - ab).sqrt() * pred).clamp(-1, 1)
+        l = cfg.chunk
+        mse = ((x0[:, -l:] - clean[:, -l:]) ** 2).mean().item()
+        out[t] = round(10 * math.log10(4.0 / max(mse, 1e-10)), 2)   # range 2 -> peak^2 = 4
+    return out
+
+
+def save(path, model, ema, opt, step, elapsed):
+    tmp = path + ".tmp"
+    torch.save(dict(config=ca2vdm.config_dict(model.cfg), model=model.state_dict(), ema=ema.state_dict(),
+                    opt=opt.state_dict(), step=step, elapsed=elapsed), tmp)
+    os.replace(tmp, path)
+    # Small fp16 copies (EMA for sampling and resuming, raw weights for resuming) fit in git.
+    for name, net in (("ema", ema), ("model", model)):
+        half = {k: v.half() for k, v in net.state_dict().items()}
+        torch.save(dict(config=ca2vdm.config_dict(model.cfg), weights=half, step=step, elapsed=elapsed),
+                   os.path.join(os.path.dirname(path), f"{name}_fp16.pt"))
+
+
+def main(args):
+    # Setup: device, model, EMA copy, optimiser
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    state = torch.load(args.resume, map_location="cpu") if args.resume else None
+    cfg = ca2vdm.Ca2Config(**state["config"]) if state else ca2vdm.Ca2Config(**ca2vdm.PRESETS[args.preset])
+    model = ca2vdm.Ca2VDM(cfg).to(device)
+    ema = ca2vdm.Ca2VDM(cfg).to(device)
+    if state:
+        # A full checkpoint has both; an fp16 copy (ema_fp16.pt) seeds both from the EMA weights,
+        # and --resume-raw adds the raw (non-EMA) weights saved beside it.
+        ema_w = state["ema"] if "ema" in state else state["weights"]
+        raw_w = state["model"] if "model" in state else (
+            torch.load(args.resume_raw, map_location="cpu")["weights"] if args.resume_raw else ema_w)
+        model.load_state_dict({k: v.float() for k, v in raw_w.items()})
+        ema.load_state_dict({k: v.float() for k, v in ema_w.items()})
+    else:
+        ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    if state and "opt" in state and not args.fresh_optimizer:
+        opt.load_state_dict(state["opt"])
+    step0 = state["step"] if state else 0
+    elapsed0 = state.get("elapsed", 0.0) if state else 0.0
+    print(f"device={device} torch={torch.__version__} params={sum(p.numel() for p in model.parameters())/1e6:.2f}M "
+          f"config={ca2vdm.config_dict(cfg)} resume_step={step0}", flush=True)
+
+    # Setup: data and schedule
+    os.makedirs(args.out, exist_ok=True)
+    ckpt = os.path.join(args.out, "ckpt.pt")
+    log = open(os.path.join(args.out, "loss.jsonl"), "a")
+    g = torch.Generator(device=device).manual_seed(args.seed + step0)
+    ab_all = diffusion.cosine_alphas_cumprod().to(device)
+    F = cfg.l_train
+    amp = device == "cuda" and not args.fp32
+    budget = args.minutes * 60
+    start, last_ckpt, step = time.time(), time.time(), step0
+    running = None
+
+    # Train until the time budget is spent
+    while time.time() - start < budget and (args.steps is None or step - step0 < args.steps):
+        frac = (time.time() - start) / budget
+        warm = min(1.0, (step - step0 + 1) / args.warmup)
+        lr = args.lr * warm * (args.min_lr_frac + (1 - args.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        clean, label = data.batch(args.batch, F, cfg.frame_size, g, device)       # (B, F, C, H, W)
+        drop = torch.rand(args.batch, generator=g, device=device) < args.label_dropout
+        label = torch.where(drop, torch.full_like(label, cfg.num_labels), label)
+        t = chunk_timesteps(args.batch, F, cfg.chunk, g, device)                  # (B, F)
+        ab = ab_all[t][..., None, None, None]
+        noise = torch.randn(clean.shape, generator=g, device=device)
+        noisy = diffusion.q_sample(clean, noise, ab)
+        offset = int(torch.randint(0, cfg.l_train, (1,), generator=g, device=device))
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            pred = ca2vdm.training_forward(model, clean, noisy, t.float(), label, offset)
+        loss = diffusion.loss_fn(pred.float(), clean, noise, ab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(args.ema, (1 + step - step0) / (10 + step - step0))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % args.log_every == 0:
+            rec = dict(step=step, loss=round(running, 5), lr=lr, elapsed=round(elapsed0 + time.time() - start, 1))
+            if args.diag_every and step % args.diag_every == 0:
+                rec["x0_psnr"] = diagnose(ema, cfg, device, ab_all)
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if time.time() - last_ckpt > args.ckpt_minutes * 60:
+            save(ckpt, model, ema, opt, step, elapsed0 + time.time() - start)
+            last_ckpt = time.time()
+    save(ckpt, model, ema, opt, step, elapsed0 + time.time() - start)
+    print(json.dumps(dict(done=True, step=step, diag=diagnose(ema, cfg, device, ab_all))), flush=True)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--preset", default="small", choices=sorted(ca2vdm.PRESETS))
+    p.add_argument("--out", default="runs/small")
+    p.add_argument("--resume", default=None, help="ckpt.pt or ema_fp16.pt to continue from")
+    p.add_argument("--resume-raw", default=None, help="model_fp16.pt (raw weights) with an fp16 --resume")
+    p.add_argument("--fresh-optimizer", action="store_true")
+    p.add_argument("--minutes", type=float, default=60.0, help="time budget; the LR decays over it")
+    p.add_argument("--steps", type=int, default=None, help="optional cap on steps (smoke runs)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--min-lr-frac", type=float, default=0.1)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--label-dropout", type=float, default=0.1)
+    p.add_argument("--ckpt-minutes", type=float, default=3.0)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--diag-every", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--fp32", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--seed", type=int, default=0)
+    main(p.parse_args())
