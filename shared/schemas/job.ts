@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { JobIdSchema, TenantIdSchema, TimestampSchema } from './ids.js';
+import { WEBHOOK_EVENT_TYPES, WebhookEventTypeSchema } from './webhook-event.js';
+
+export const JOB_STATUSES = ['starting', 'processing', 'succeeded', 'failed', 'canceled'] as const;
+export const JobStatusSchema = z.enum(JOB_STATUSES);
+export type JobStatus = z.infer<typeof JobStatusSchema>;
+
+/** Statuses a job never leaves. */
+export const TERMINAL_STATUSES = ['succeeded', 'failed', 'canceled'] as const satisfies readonly JobStatus[];
+
+export function isTerminal(status: JobStatus): boolean {
+  return (TERMINAL_STATUSES as readonly JobStatus[]).includes(status);
+}
+
+const Count = z.int().nonnegative();
+
+/** The request as stored: validated and with defaults filled in by the API, so the worker assumes nothing. */
+export const JobRequestSchema = z.object({
+  frames: z.int().positive(),
+  /** Seeds the counter-based noise generator with (seed, chunk): same seed, same video. */
+  seed: z.int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  /** Class index, or a label name the manifest lists; absent for unconditional models. */
+  label: z.union([z.int().nonnegative(), z.string().min(1).max(64)]).optional(),
+  guidance: z.number().nonnegative(),
+  steps: z.int().positive(),
+  /** Starting frames were uploaded to `input/NNN.png`; the keys are kept so the worker does not list. */
+  init_frames: z
+    .object({ count: Count, keys: z.array(z.string().min(1)) })
+    .refine((v) => v.count === v.keys.length, { message: 'init_frames.count must equal keys.length' }),
+  webhook: z.url({ protocol: /^https?$/ }).optional(),
+  webhook_events_filter: z.array(WebhookEventTypeSchema).default([...WEBHOOK_EVENT_TYPES]),
+});
+export type JobRequest = z.infer<typeof JobRequestSchema>;
+
+export const JobModelSchema = z.object({
+  name: z.string().min(1),
+  /** SHA-256 of the ONNX file; cache segments carry it, so a model swap cannot reuse old K/V. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+export const JobProgressSchema = z.object({
+  chunks_done: Count,
+  chunks_total: Count,
+  frames_done: Count,
+  frames_total: Count,
+});
+export type JobProgress = z.infer<typeof JobProgressSchema>;
+
+export const JobErrorSchema = z.object({
+  /** Stable machine-readable code (e.g. `max_receives`, `cache_corrupt`); the message is for people. */
+  code: z.string().min(1),
+  message: z.string(),
+});
+
+export const JobMetricsSchema = z.object({
+  queue_wait_s: z.number().nonnegative().optional(),
+  /** Wall time of each chunk step, in chunk order. */
+  chunk_seconds: z.array(z.number().nonnegative()),
+  total_s: z.number().nonnegative().optional(),
+});
+
+export const JobOutputsSchema = z.object({
+  /** Object-store keys (not URLs: URLs are presigned when the job is read). */
+  video: z.string().optional(),
+  gif: z.string().optional(),
+});
+
+/** The job record, `jobs/{tenant}/{job}/job.json`; updated only by compare-and-swap on its ETag. */
+export const JobSchema = z.object({
+  id: JobIdSchema,
+  tenant: TenantIdSchema,
+  status: JobStatusSchema,
+  request: JobRequestSchema,
+  model: JobModelSchema,
+  progress: JobProgressSchema,
+  created_at: TimestampSchema,
+  updated_at: TimestampSchema,
+  started_at: TimestampSchema.optional(),
+  completed_at: TimestampSchema.optional(),
+  error: JobErrorSchema.optional(),
+  metrics: JobMetricsSchema,
+  outputs: JobOutputsSchema,
+  /** Set by the cancel endpoint; the worker checks it before each chunk and then sets status `canceled`. */
+  cancel_requested: z.boolean().default(false),
+  cancel_requested_at: TimestampSchema.optional(),
+  /** Client `id` or `Idempotency-Key`: a second create with it returns this job. */
+  idempotency_key: z.string().min(1).max(256).optional(),
+});
+export type Job = z.infer<typeof JobSchema>;

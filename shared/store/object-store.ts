@@ -1,0 +1,64 @@
+import { InvalidKeyError } from './errors.js';
+
+/** An object as read back: the bytes and the ETag to pass to a later `put(..., { ifMatch })`. */
+export interface StoredObject {
+  body: Buffer;
+  etag: string;
+  contentType?: string;
+}
+
+/** Metadata without the body. */
+export interface ObjectHead {
+  etag: string;
+  size: number;
+  contentType?: string;
+}
+
+export interface PutOptions {
+  /** `'*'`: create only; throws `PreconditionFailedError` if the key exists (write-once cache segments). */
+  ifNoneMatch?: '*';
+  /** Replace only if the current ETag is this one (compare-and-swap on job.json); a missing key fails too. */
+  ifMatch?: string;
+  contentType?: string;
+}
+
+/**
+ * Port over a flat key/value object store (S3 or a local folder).
+ * ETags are opaque strings: compare them only with `===` and hand them back as `ifMatch`.
+ * A missing key reads as `null`, never as an error, so callers branch without try/catch.
+ */
+export interface ObjectStore {
+  get(key: string): Promise<StoredObject | null>;
+  head(key: string): Promise<ObjectHead | null>;
+  put(key: string, body: Buffer | Uint8Array | string, options?: PutOptions): Promise<{ etag: string }>;
+  /** Every key that starts with `prefix`, sorted by code unit (as S3 lists them). */
+  list(prefix: string): Promise<string[]>;
+  /** Deleting a missing key is not an error (S3 semantics). */
+  delete(key: string): Promise<void>;
+  /** A time-limited GET URL, where the backend can serve one (S3); absent on the local store. */
+  presignGet?(key: string, expiresSec: number): Promise<string>;
+}
+
+const MAX_KEY_BYTES = 1024;
+
+/**
+ * Rejects keys that could escape a folder or that S3 and a filesystem would treat differently.
+ * Segments starting with '.' are reserved so the local store can keep its staging area in the root.
+ */
+export function assertValidKey(key: string): void {
+  if (key.length === 0) throw new InvalidKeyError(key, 'empty');
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new InvalidKeyError(key, 'longer than 1024 bytes');
+  if (key.startsWith('/')) throw new InvalidKeyError(key, 'absolute');
+  // eslint-disable-next-line no-control-regex
+  if (/[\\\u0000-\u001f\u007f]/.test(key)) throw new InvalidKeyError(key, 'backslash or control character');
+  for (const segment of key.split('/')) {
+    if (segment === '') throw new InvalidKeyError(key, 'empty segment');
+    if (segment.startsWith('.')) throw new InvalidKeyError(key, `segment ${JSON.stringify(segment)} starts with '.'`);
+  }
+}
+
+/** Prefixes may end with '/' or be empty; otherwise the same rules as keys. */
+export function assertValidPrefix(prefix: string): void {
+  if (prefix === '') return;
+  assertValidKey(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
+}
