@@ -1,0 +1,129 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidKeyError, PreconditionFailedError } from '../../../shared/store/errors.js';
+import type { ObjectStore } from '../../../shared/store/object-store.js';
+
+export interface StoreFixture {
+  store: ObjectStore;
+  cleanup?: () => Promise<void>;
+}
+
+/** Contract cases an adapter's backend may not emulate; each maps to the reason it is skipped. */
+export interface StoreContractSkips {
+  conditionalPut?: string;
+}
+
+/** The behaviour every `ObjectStore` adapter must have; run once per adapter. */
+export function describeObjectStoreContract(
+  name: string,
+  makeStore: () => Promise<StoreFixture>,
+  skips: StoreContractSkips = {},
+): void {
+  describe(`ObjectStore contract: ${name}`, () => {
+    let fx: StoreFixture;
+    let store: ObjectStore;
+    beforeEach(async () => {
+      fx = await makeStore();
+      store = fx.store;
+    });
+    afterEach(async () => {
+      await fx.cleanup?.();
+    });
+
+    it('reads back what was put, with the etag put returned', async () => {
+      const { etag } = await store.put('jobs/t1/j1/job.json', '{"a":1}', { contentType: 'application/json' });
+      const got = await store.get('jobs/t1/j1/job.json');
+      expect(got?.body.toString()).toBe('{"a":1}');
+      expect(got?.etag).toBe(etag);
+      expect((await store.head('jobs/t1/j1/job.json'))?.etag).toBe(etag);
+      expect((await store.head('jobs/t1/j1/job.json'))?.size).toBe(7);
+    });
+
+    it('reads a missing key as null', async () => {
+      expect(await store.get('jobs/t1/nope/job.json')).toBeNull();
+      expect(await store.head('jobs/t1/nope/job.json')).toBeNull();
+    });
+
+    it('stores binary bodies byte for byte', async () => {
+      const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31) % 256));
+      await store.put('jobs/t1/j1/cache/000000.kv', bytes);
+      expect((await store.get('jobs/t1/j1/cache/000000.kv'))?.body.equals(bytes)).toBe(true);
+    });
+
+    it('overwrites unconditionally and changes the etag', async () => {
+      const first = await store.put('k/a', 'one');
+      const second = await store.put('k/a', 'two');
+      expect(second.etag).not.toBe(first.etag);
+      expect((await store.get('k/a'))?.body.toString()).toBe('two');
+    });
+
+    it('lists keys under a prefix, sorted, including partial-segment prefixes', async () => {
+      for (const k of ['jobs/t1/j2/job.json', 'jobs/t1/j1/frames/000001.png', 'jobs/t1/j1/job.json', 'jobs/t2/j1/job.json']) {
+        await store.put(k, k);
+      }
+      expect(await store.list('jobs/t1/')).toEqual(['jobs/t1/j1/frames/000001.png', 'jobs/t1/j1/job.json', 'jobs/t1/j2/job.json']);
+      expect(await store.list('jobs/t1/j1/fr')).toEqual(['jobs/t1/j1/frames/000001.png']);
+      expect(await store.list('jobs/t9/')).toEqual([]);
+    });
+
+    it('deletes, and deleting a missing key is not an error', async () => {
+      await store.put('k/del', 'x');
+      await store.delete('k/del');
+      expect(await store.get('k/del')).toBeNull();
+      await expect(store.delete('k/del')).resolves.toBeUndefined();
+    });
+
+    it('rejects keys that could escape the root', async () => {
+      for (const bad of ['', '/abs', 'a/../b', 'a//b', '..', 'a/./b', 'a\\b']) {
+        await expect(store.put(bad, 'x')).rejects.toBeInstanceOf(InvalidKeyError);
+        await expect(store.get(bad)).rejects.toBeInstanceOf(InvalidKeyError);
+      }
+    });
+
+    const itCond = skips.conditionalPut ? it.skip : it;
+    const why = skips.conditionalPut ? ` [skipped: ${skips.conditionalPut}]` : '';
+
+    itCond(`ifNoneMatch '*' creates once and then fails with PreconditionFailedError${why}`, async () => {
+      await store.put('seg/000000.kv', 'first', { ifNoneMatch: '*' });
+      const err = await store.put('seg/000000.kv', 'second', { ifNoneMatch: '*' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PreconditionFailedError);
+      expect((err as PreconditionFailedError).key).toBe('seg/000000.kv');
+      expect((await store.get('seg/000000.kv'))?.body.toString()).toBe('first');
+    });
+
+    itCond(`concurrent ifNoneMatch puts: exactly one wins${why}`, async () => {
+      const results = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) => store.put('seg/race.kv', `writer-${i}`, { ifNoneMatch: '*' })),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled');
+      const lost = results.filter((r) => r.status === 'rejected');
+      expect(won).toHaveLength(1);
+      for (const r of lost) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(PreconditionFailedError);
+      const winner = results.findIndex((r) => r.status === 'fulfilled');
+      expect((await store.get('seg/race.kv'))?.body.toString()).toBe(`writer-${winner}`);
+    });
+
+    itCond(`ifMatch is a compare-and-swap: current etag wins, stale etag fails${why}`, async () => {
+      const v1 = await store.put('jobs/t1/j1/job.json', 'v1');
+      const v2 = await store.put('jobs/t1/j1/job.json', 'v2', { ifMatch: v1.etag });
+      await expect(store.put('jobs/t1/j1/job.json', 'v2-lost', { ifMatch: v1.etag })).rejects.toBeInstanceOf(
+        PreconditionFailedError,
+      );
+      expect((await store.get('jobs/t1/j1/job.json'))?.body.toString()).toBe('v2');
+      await store.put('jobs/t1/j1/job.json', 'v3', { ifMatch: v2.etag });
+      expect((await store.get('jobs/t1/j1/job.json'))?.body.toString()).toBe('v3');
+    });
+
+    itCond(`ifMatch on a missing key fails${why}`, async () => {
+      await expect(store.put('missing/job.json', 'x', { ifMatch: '"0123"' })).rejects.toBeInstanceOf(PreconditionFailedError);
+      expect(await store.get('missing/job.json')).toBeNull();
+    });
+
+    itCond(`concurrent CAS updates from one etag: exactly one wins${why}`, async () => {
+      const base = await store.put('cas/job.json', 'base');
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => store.put('cas/job.json', `update-${i}`, { ifMatch: base.etag })),
+      );
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    });
+  });
+}

@@ -1,0 +1,85 @@
+import 'aws-sdk-client-mock-vitest/extend';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { PreconditionFailedError } from '../../../shared/store/errors.js';
+import { S3Store } from '../../../shared/store/s3-store.js';
+
+const s3 = mockClient(S3Client);
+const store = new S3Store({ client: new S3Client({ region: 'us-east-1' }), bucket: 'b', keyPrefix: 'pre/' });
+
+function s3Error(name: string, status: number): S3ServiceException {
+  return new S3ServiceException({ name, $fault: 'client', $metadata: { httpStatusCode: status }, message: name });
+}
+
+beforeEach(() => s3.reset());
+
+describe('S3Store conditional puts (mocked S3)', () => {
+  it('sends If-None-Match and maps 412 PreconditionFailed to PreconditionFailedError', async () => {
+    s3.on(PutObjectCommand).rejects(s3Error('PreconditionFailed', 412));
+    const err = await store.put('cache/000001.kv', 'x', { ifNoneMatch: '*' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PreconditionFailedError);
+    expect((err as PreconditionFailedError).cause).toBeInstanceOf(S3ServiceException);
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { Bucket: 'b', Key: 'pre/cache/000001.kv', IfNoneMatch: '*' });
+  });
+
+  it('maps 409 ConditionalRequestConflict (a concurrent conditional write) to PreconditionFailedError', async () => {
+    s3.on(PutObjectCommand).rejects(s3Error('ConditionalRequestConflict', 409));
+    await expect(store.put('job.json', 'x', { ifMatch: '"e1"' })).rejects.toBeInstanceOf(PreconditionFailedError);
+  });
+
+  it('maps 404 NoSuchKey on an If-Match put to PreconditionFailedError', async () => {
+    s3.on(PutObjectCommand).rejects(new NoSuchKey({ $metadata: { httpStatusCode: 404 }, message: 'gone' }));
+    await expect(store.put('job.json', 'x', { ifMatch: '"e1"' })).rejects.toBeInstanceOf(PreconditionFailedError);
+  });
+
+  it('sends If-Match with the etag as given and returns the new etag', async () => {
+    s3.on(PutObjectCommand).resolves({ ETag: '"e2"' });
+    await expect(store.put('job.json', '{}', { ifMatch: '"e1"', contentType: 'application/json' })).resolves.toEqual({
+      etag: '"e2"',
+    });
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { IfMatch: '"e1"', ContentType: 'application/json' });
+  });
+
+  it('passes other errors through unchanged', async () => {
+    s3.on(PutObjectCommand).rejects(s3Error('AccessDenied', 403));
+    const err = await store.put('k', 'x', { ifNoneMatch: '*' }).catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(PreconditionFailedError);
+    expect((err as Error).name).toBe('AccessDenied');
+  });
+});
+
+describe('S3Store reads and listing (mocked S3)', () => {
+  it('reads NoSuchKey as null and NotFound on HEAD as null', async () => {
+    s3.on(GetObjectCommand).rejects(new NoSuchKey({ $metadata: { httpStatusCode: 404 }, message: 'no' }));
+    s3.on(HeadObjectCommand).rejects(new NotFound({ $metadata: { httpStatusCode: 404 }, message: 'no' }));
+    expect(await store.get('k')).toBeNull();
+    expect(await store.head('k')).toBeNull();
+  });
+
+  it('does not read NoSuchBucket as a missing object', async () => {
+    s3.on(GetObjectCommand).rejects(s3Error('NoSuchBucket', 404));
+    await expect(store.get('k')).rejects.toMatchObject({ name: 'NoSuchBucket' });
+  });
+
+  it('follows continuation tokens, strips the key prefix and sorts', async () => {
+    s3.on(ListObjectsV2Command, { ContinuationToken: undefined })
+      .resolves({ Contents: [{ Key: 'pre/a/2' }, { Key: 'pre/a/3' }], IsTruncated: true, NextContinuationToken: 't1' })
+      .on(ListObjectsV2Command, { ContinuationToken: 't1' })
+      .resolves({ Contents: [{ Key: 'pre/a/1' }], IsTruncated: true, NextContinuationToken: 't2' })
+      .on(ListObjectsV2Command, { ContinuationToken: 't2' })
+      .resolves({ Contents: [], IsTruncated: false });
+    expect(await store.list('a/')).toEqual(['a/1', 'a/2', 'a/3']);
+    expect(s3).toHaveReceivedCommandTimes(ListObjectsV2Command, 3);
+    expect(s3).toHaveReceivedNthCommandWith(ListObjectsV2Command, 1, { Bucket: 'b', Prefix: 'pre/a/' });
+  });
+});
