@@ -1,0 +1,157 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { ManifestInvalidError, ModelFileMissingError, OnnxHashMismatchError } from './errors.js';
+
+/** Axis order of `kv` and `cache`; frames outermost so a cache is a byte concatenation of segments. */
+export const KV_LAYOUT = ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] as const;
+
+const posInt = z.int().positive();
+const name = z.string().min(1);
+
+/** The model contract of model/artifacts/NAME/manifest.json (see docs/design.md). */
+export const ManifestSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/),
+    format: z.literal(1),
+    // A bare file name: the manifest must not point outside its own folder.
+    onnx: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*\.onnx$/),
+    onnx_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'lower-case hex SHA-256'),
+    frame: z.object({
+      channels: z.union([z.literal(1), z.literal(3)]),
+      height: posInt,
+      width: posInt,
+      range: z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo < hi, 'range must be [lo, hi] with lo < hi'),
+    }),
+    chunk_frames: posInt,
+    p_max: posInt,
+    l_train: posInt,
+    depth: posInt,
+    heads: posInt,
+    head_dim: posInt,
+    width: posInt,
+    tokens_per_frame: posInt,
+    kv_dtype: z.enum(['float16', 'float32']),
+    kv_layout: z.tuple([
+      z.literal('frames'),
+      z.literal('depth'),
+      z.literal('kv'),
+      z.literal('batch'),
+      z.literal('tokens'),
+      z.literal('width'),
+    ]),
+    schedule: z.object({
+      type: z.string().min(1),
+      train_timesteps: posInt,
+      alphas_cumprod: z.array(z.number().gt(0).lte(1)).min(1),
+    }),
+    prediction: z.enum(['v', 'eps', 'x0']),
+    default_steps: posInt,
+    labels: z.array(z.string().min(1)),
+    null_label: z.int().nonnegative().optional(),
+    guidance: z.object({ supported: z.boolean(), default: z.number().nonnegative() }),
+    io: z.object({
+      inputs: z.object({ x: name, t: name, label: name, pos: name, cache: name }),
+      outputs: z.object({ prediction: name, kv: name }),
+    }),
+  })
+  .superRefine((m, ctx) => {
+    const fail = (p: string, message: string) => ctx.addIssue({ code: 'custom', path: [p], message });
+    if (m.width !== m.heads * m.head_dim) fail('width', 'width must equal heads * head_dim');
+    // Cyclic positions: the window (P_max cached + one chunk) must fit in one period to stay distinct.
+    if (m.l_train < m.p_max + m.chunk_frames) fail('l_train', 'l_train must be >= p_max + chunk_frames');
+    const ac = m.schedule.alphas_cumprod;
+    if (ac.length !== m.schedule.train_timesteps) fail('schedule', 'alphas_cumprod length must equal train_timesteps');
+    // t counts noise up: a schedule that is not non-increasing is a mis-export, not a design choice.
+    for (let i = 1; i < ac.length; i++) {
+      if (ac[i] > ac[i - 1]) {
+        fail('schedule', `alphas_cumprod must be non-increasing (index ${i})`);
+        break;
+      }
+    }
+    if (ac[0] >= 1) fail('schedule', 'alphas_cumprod[0] must be < 1 (t = 0 in the schedule is already noisy)');
+    if (m.default_steps > m.schedule.train_timesteps) fail('default_steps', 'default_steps must be <= train_timesteps');
+    if (m.guidance.supported && m.null_label === undefined) fail('null_label', 'guidance needs a null_label');
+    if (m.null_label !== undefined && m.null_label < m.labels.length) {
+      fail('null_label', 'null_label must not be one of the real labels');
+    }
+  });
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+export type KvDtype = Manifest['kv_dtype'];
+export type Prediction = Manifest['prediction'];
+
+/** A validated manifest plus the absolute path of the ONNX file whose hash was checked. */
+export interface LoadedManifest {
+  manifest: Manifest;
+  dir: string;
+  onnxPath: string;
+}
+
+/** Validates `dir/manifest.json` and checks the ONNX file's SHA-256 against it. */
+export async function loadManifest(dir: string): Promise<LoadedManifest> {
+  const manifestPath = path.resolve(dir, 'manifest.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
+  } catch (cause) {
+    throw new ManifestInvalidError(manifestPath, [(cause as Error).message], { cause });
+  }
+  const manifest = parseManifest(raw, manifestPath);
+  const onnxPath = path.join(path.dirname(manifestPath), manifest.onnx);
+  const actual = await sha256File(onnxPath);
+  if (actual !== manifest.onnx_sha256) throw new OnnxHashMismatchError(onnxPath, manifest.onnx_sha256, actual);
+  return { manifest, dir: path.dirname(manifestPath), onnxPath };
+}
+
+/** Validates an already parsed manifest object; `source` only names it in the error. */
+export function parseManifest(raw: unknown, source = 'manifest.json'): Manifest {
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ManifestInvalidError(source, issues, { cause: parsed.error });
+  }
+  return parsed.data;
+}
+
+/** Streams the file so a large model is never held in memory just to be hashed. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  } catch (cause) {
+    throw new ModelFileMissingError(file, { cause });
+  }
+  return hash.digest('hex');
+}
+
+/** Batch rows of every model call: 2 with classifier-free guidance (conditional, null label), else 1. */
+export function batchRows(guided: boolean): 1 | 2 {
+  return guided ? 2 : 1;
+}
+
+/** Floats in one frame of pixels: C * H * W. */
+export function frameFloats(m: Manifest): number {
+  return m.frame.channels * m.frame.height * m.frame.width;
+}
+
+/** Floats of K/V one frame adds to the cache: depth * 2 * B * N * width. */
+export function kvFrameFloats(m: Manifest, batch: number): number {
+  return m.depth * 2 * batch * m.tokens_per_frame * m.width;
+}
+
+/** Shape of the K/V of `frames` frames, in `KV_LAYOUT` order. */
+export function kvShape(m: Manifest, frames: number, batch: number): [number, number, number, number, number, number] {
+  return [frames, m.depth, 2, batch, m.tokens_per_frame, m.width];
+}
+
+/** Bytes one stored frame of K/V takes in the manifest's dtype (payload only, no header). */
+export function kvFrameBytes(m: Manifest, batch: number): number {
+  return kvFrameFloats(m, batch) * (m.kv_dtype === 'float16' ? 2 : 4);
+}
+
+/** Label index fed to the model for the unconditional row, or undefined without guidance. */
+export function nullLabel(m: Manifest): number | undefined {
+  return m.guidance.supported ? m.null_label : undefined;
+}
