@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import {
+  BadMagicError,
+  ChecksumMismatchError,
+  JobMismatchError,
+  ModelHashMismatchError,
+  SegmentMalformedError,
+  SegmentMismatchError,
+  SegmentTruncatedError,
+  UnsupportedVersionError,
+} from '../../../shared/cache/errors.js';
+import { f16ToF32, f32ToF16 } from '../../../shared/cache/f16.js';
+import {
+  decodeSegment,
+  decodeSegmentHeader,
+  encodeSegment,
+  PREFIX_CHUNK,
+  type KvShape,
+  type SegmentMeta,
+} from '../../../shared/cache/segment.js';
+
+const SHA = 'ab'.repeat(32);
+const SHAPE: KvShape = [3, 2, 2, 2, 4, 8]; // F, depth, kv, B, N, width
+const COUNT = SHAPE.reduce((a, b) => a * b, 1);
+const META: SegmentMeta = { modelSha: SHA, job: 'job-ü1', chunk: 7, firstFrame: 31, shape: SHAPE };
+const EXPECT = { modelSha: SHA, job: 'job-ü1' };
+
+function data(): Float32Array {
+  return new Float32Array(COUNT).map((_, i) => Math.sin(i * 0.37) * 3 + i * 1e-3);
+}
+
+/** Copy of `buf` with one byte XOR-ed. */
+function flip(buf: Buffer, at: number): Buffer {
+  const b = Buffer.from(buf);
+  b[at] ^= 0x01;
+  return b;
+}
+
+describe('cache segment codec', () => {
+  it('round-trips float32 exactly with all metadata', () => {
+    const x = data();
+    const { meta, data: y } = decodeSegment(encodeSegment(x, META, 'float32'), { ...EXPECT, chunk: 7, frameShape: [2, 2, 2, 4, 8] });
+    expect(y).toEqual(x);
+    expect(meta).toMatchObject({ ...META, dtype: 'float32', version: 1, payloadBytes: COUNT * 4 });
+  });
+
+  it('round-trips float16 (the default) to exactly the fp16-rounded values, at half the payload', () => {
+    const x = data();
+    const buf = encodeSegment(x, META);
+    const { meta, data: y } = decodeSegment(buf, EXPECT);
+    expect(meta.dtype).toBe('float16');
+    expect(y).toEqual(f16ToF32(f32ToF16(x)));
+    expect(buf.length).toBe(meta.headerBytes + COUNT * 2);
+  });
+
+  it('keeps the prefix chunk index -1 and decodes from an unaligned view', () => {
+    const buf = encodeSegment(data(), { ...META, chunk: PREFIX_CHUNK, firstFrame: 0 });
+    const shifted = Buffer.alloc(buf.length + 1);
+    buf.copy(shifted, 1);
+    const { meta } = decodeSegment(shifted.subarray(1), EXPECT);
+    expect(meta.chunk).toBe(-1);
+    expect(meta.firstFrame).toBe(0);
+  });
+
+  it('detects one flipped payload byte', () => {
+    const buf = encodeSegment(data(), META);
+    const err = (() => {
+      try {
+        decodeSegment(flip(buf, buf.length - 5), EXPECT);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(ChecksumMismatchError);
+    expect((err as ChecksumMismatchError).part).toBe('payload');
+  });
+
+  it('detects a flipped header byte (shape, job, first frame) before trusting it', () => {
+    const buf = encodeSegment(data(), META);
+    const { headerBytes } = decodeSegmentHeader(buf);
+    for (const at of [12, 60, headerBytes - 80]) {
+      expect(() => decodeSegment(flip(buf, at), EXPECT)).toThrow(ChecksumMismatchError);
+    }
+  });
+
+  it('detects truncation anywhere, and trailing bytes', () => {
+    const buf = encodeSegment(data(), META);
+    for (const len of [0, 5, 11, 40, 100, buf.length - 1]) {
+      expect(() => decodeSegment(buf.subarray(0, len), EXPECT)).toThrow(SegmentTruncatedError);
+    }
+    expect(() => decodeSegment(Buffer.concat([buf, Buffer.of(0)]), EXPECT)).toThrow(SegmentMalformedError);
+  });
+
+  it('rejects foreign bytes and newer versions', () => {
+    const buf = encodeSegment(data(), META);
+    expect(() => decodeSegment(Buffer.from('{"not":"a segment"}'), EXPECT)).toThrow(BadMagicError);
+    const v2 = Buffer.from(buf);
+    v2.writeUInt16LE(2, 8);
+    expect(() => decodeSegment(v2, EXPECT)).toThrow(UnsupportedVersionError);
+  });
+
+  it('rejects a segment of another model, job, chunk or shape', () => {
+    const buf = encodeSegment(data(), META);
+    expect(() => decodeSegment(buf, { ...EXPECT, modelSha: 'cd'.repeat(32) })).toThrow(ModelHashMismatchError);
+    expect(() => decodeSegment(buf, { ...EXPECT, job: 'job-2' })).toThrow(JobMismatchError);
+    expect(() => decodeSegment(buf, { ...EXPECT, chunk: 8 })).toThrow(SegmentMismatchError);
+    expect(() => decodeSegment(buf, { ...EXPECT, frameShape: [2, 2, 1, 4, 8] })).toThrow(SegmentMismatchError);
+    expect(new JobMismatchError('a', 'b')).toBeInstanceOf(SegmentMismatchError);
+  });
+
+  it('refuses to encode inconsistent input', () => {
+    const x = data();
+    expect(() => encodeSegment(x.subarray(1), META)).toThrow(RangeError);
+    expect(() => encodeSegment(x, { ...META, shape: [3, 2, 3, 2, 4, 8] })).toThrow(RangeError);
+    expect(() => encodeSegment(x, { ...META, modelSha: 'xyz' })).toThrow(RangeError);
+    expect(() => encodeSegment(x, { ...META, chunk: -2 })).toThrow(RangeError);
+    expect(() => encodeSegment(x, { ...META, job: '' })).toThrow(RangeError);
+  });
+});
