@@ -1,0 +1,3 @@
+export * from './schedule.js';
+export * from './ddim.js';
+export * from './noise.js';
