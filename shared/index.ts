@@ -11,3 +11,4 @@ export * from './queue/errors.js';
 export * from './queue/task-queue.js';
 export * from './queue/local-queue.js';
 export * from './queue/sqs-queue.js';
+export * from './jobs/job-store.js';
