@@ -1,0 +1,119 @@
+"""Export the step graph to ONNX with the K/V cache as explicit input/output, plus manifest.json.
+
+    /usr/bin/python3 export_onnx.py --ckpt checkpoints/ema_fp16.pt --out artifacts/balls32-v1
+
+The manifest is the whole contract with the serving pipeline: it reads nothing else about the model.
+"""
+import argparse
+import hashlib
+import json
+import os
+
+import torch
+
+import ca2vdm
+import data
+import diffusion
+
+INPUTS = ["x", "t", "label", "pos", "cache"]
+OUTPUTS = ["out", "kv"]
+
+
+class StepGraph(torch.nn.Module):
+    """The exported function: Ca2VDM.step (cached or not, denoising or cache-write pass)."""
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, label, pos, cache):
+        return self.model.step(x, t, label, pos, cache)
+
+
+def load_checkpoint(path):
+    """Rebuild the model from a checkpoint alone (config travels with the weights)."""
+    state = torch.load(path, map_location="cpu")
+    model = ca2vdm.Ca2VDM(ca2vdm.Ca2Config(**state["config"]))
+    weights = state.get("ema") or state.get("weights")
+    model.load_state_dict({k: v.float() for k, v in weights.items()})
+    return model.eval(), state
+
+
+def example_inputs(cfg, batch=2, frames=None, cached=3):
+    frames = frames or cfg.chunk
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, frames, cfg.channels, cfg.frame_size, cfg.frame_size, generator=g)
+    t = torch.full((batch, frames), 500.0)
+    label = torch.tensor([0, cfg.num_labels][:batch] + [0] * max(0, batch - 2))
+    pos = torch.tensor([cached])
+    cache = torch.randn(cached, cfg.depth, 2, batch, cfg.tokens, cfg.width, generator=g)
+    return x, t, label, pos, cache
+
+
+def export(model, path, opset=17):
+    torch.onnx.export(
+        StepGraph(model), example_inputs(model.cfg), path,
+        input_names=INPUTS, output_names=OUTPUTS, opset_version=opset, do_constant_folding=True,
+        dynamic_axes={"x": {0: "B", 1: "F"}, "t": {0: "B", 1: "F"}, "label": {0: "B"},
+                      "cache": {0: "P", 3: "B"}, "out": {0: "B", 1: "F"}, "kv": {0: "F", 3: "B"}})
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest(cfg, name, onnx_file, state):
+    return {
+        "name": name,
+        "format": 1,
+        "onnx": os.path.basename(onnx_file),
+        "onnx_sha256": sha256(onnx_file),
+        "frame": {"channels": cfg.channels, "height": cfg.frame_size, "width": cfg.frame_size, "range": [-1, 1]},
+        "chunk_frames": cfg.chunk,
+        "p_max": cfg.p_max,
+        "l_train": cfg.l_train,
+        "depth": cfg.depth,
+        "heads": cfg.heads,
+        "head_dim": cfg.head_dim,
+        "width": cfg.width,
+        "tokens_per_frame": cfg.tokens,
+        "kv_dtype": "float16",
+        "kv_layout": ["frames", "depth", "kv", "batch", "tokens", "width"],
+        "schedule": {"type": "cosine", "train_timesteps": diffusion.TRAIN_STEPS,
+                     "alphas_cumprod": [round(float(a), 8) for a in diffusion.cosine_alphas_cumprod()]},
+        "prediction": "v",
+        "default_steps": 25,
+        "labels": data.LABELS,
+        "null_label": cfg.num_labels,
+        "guidance": {"supported": True, "default": 2.0},
+        "io": {"inputs": {k: k for k in INPUTS}, "outputs": {"prediction": "out", "kv": "kv"}},
+        "training": {"steps": state.get("step"), "seconds": round(state.get("elapsed", 0.0), 1),
+                     "data": "procedural bouncing balls (model/data.py)"},
+    }
+
+
+def main(args):
+    # Setup: model from the checkpoint
+    model, state = load_checkpoint(args.ckpt) if args.ckpt else (ca2vdm.build(args.preset).eval(), {})
+    os.makedirs(args.out, exist_ok=True)
+    onnx_file = os.path.join(args.out, "step.onnx")
+    # Export and describe
+    export(model, onnx_file)
+    import onnx
+    onnx.checker.check_model(onnx.load(onnx_file))
+    name = args.name or os.path.basename(os.path.normpath(args.out))
+    with open(os.path.join(args.out, "manifest.json"), "w") as f:
+        json.dump(manifest(model.cfg, name, onnx_file, state), f, indent=1)
+    print(f"wrote {onnx_file} ({os.path.getsize(onnx_file) / 1e6:.1f} MB) and manifest.json")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--ckpt", default=None, help="checkpoint (ema_fp16.pt or ckpt.pt); none = random weights")
+    p.add_argument("--preset", default="small", choices=sorted(ca2vdm.PRESETS))
+    p.add_argument("--out", default="artifacts/balls32-v1")
+    p.add_argument("--name", default=None)
+    main(p.parse_args())
