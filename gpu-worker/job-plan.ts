@@ -1,0 +1,49 @@
+import type { FrameGeometry } from '../shared/media/raster.js';
+import { nullLabel, type Manifest } from '../shared/model/manifest.js';
+import type { Job } from '../shared/schemas/job.js';
+import { ChunkFailure } from './errors.js';
+
+/** What a job means for this model: chunking, batch rows and labels (constant for the whole job). */
+export interface JobPlan {
+  chunkFrames: number;
+  initFrames: number;
+  framesTotal: number;
+  chunksTotal: number;
+  /** Classifier-free guidance: every call runs [label, null label] and its cache has 2 rows. */
+  guided: boolean;
+  rows: 1 | 2;
+  labels: number[];
+}
+
+export function jobPlan(job: Job, m: Manifest): JobPlan {
+  const { request } = job;
+  const chunkFrames = m.chunk_frames;
+  const initFrames = request.init_frames.count;
+  if (initFrames > m.p_max) {
+    throw new ChunkFailure('bad_request', `${initFrames} starting frames exceed the model's window of ${m.p_max}`);
+  }
+  const label = resolveLabel(request.label, m);
+  const nul = nullLabel(m);
+  const guided = label !== undefined && nul !== undefined && m.guidance.supported && request.guidance !== 1;
+  const labels = guided ? [label, nul] : [label ?? nul ?? 0];
+  return {
+    chunkFrames,
+    initFrames,
+    framesTotal: request.frames,
+    chunksTotal: Math.ceil(request.frames / chunkFrames),
+    guided,
+    rows: guided ? 2 : 1,
+    labels,
+  };
+}
+
+function resolveLabel(label: number | string | undefined, m: Manifest): number | undefined {
+  if (label === undefined) return undefined;
+  const index = typeof label === 'number' ? label : m.labels.indexOf(label);
+  if (index < 0 || index >= m.labels.length) throw new ChunkFailure('bad_request', `unknown label ${JSON.stringify(label)}`);
+  return index;
+}
+
+export function geometry(m: Manifest): FrameGeometry {
+  return { channels: m.frame.channels, height: m.frame.height, width: m.frame.width, range: m.frame.range };
+}

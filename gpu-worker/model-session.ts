@@ -1,0 +1,87 @@
+import * as ort from 'onnxruntime-node';
+import { loadManifest, type Manifest } from '../shared/model/manifest.js';
+import { log } from './log.js';
+
+/** Execution providers the worker can be asked for; CUDA falls back to CPU when it is absent. */
+export type ProviderName = 'cpu' | 'cuda';
+
+/** One call of the step graph: `rows` batch rows of `frames` frames after `cacheFrames` cached ones. */
+export interface StepInput {
+  x: Float32Array; // [rows, F, C, H, W]
+  t: Float32Array; // [rows, F]
+  labels: readonly number[]; // [rows]
+  pos: number; // global index of x's first frame
+  cache: Float32Array; // [P, depth, 2, rows, N, width]
+  cacheFrames: number; // P
+  rows: number;
+  frames: number; // F
+}
+
+export interface StepOutput {
+  prediction: Float32Array; // [rows, F, C, H, W]
+  kv: Float32Array; // [F, depth, 2, rows, N, width]
+}
+
+/** The model as the pipeline sees it: its manifest and the step graph. */
+export class ModelSession {
+  /** Seconds spent inside the step graph, for the pipeline's overhead figures. */
+  modelSeconds = 0;
+  calls = 0;
+
+  private constructor(
+    readonly manifest: Manifest,
+    readonly provider: ProviderName,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  /**
+   * Loads `dir`/manifest.json (checking the ONNX file's SHA-256) and opens the graph on the first
+   * provider that works, in order of preference; the provider actually used is logged.
+   */
+  static async open(dir: string, prefer: ProviderName = 'cpu', threads?: number): Promise<ModelSession> {
+    const { manifest, onnxPath } = await loadManifest(dir);
+    const order: ProviderName[] = prefer === 'cuda' ? ['cuda', 'cpu'] : ['cpu'];
+    let lastError: unknown;
+    for (const provider of order) {
+      try {
+        const session = await ort.InferenceSession.create(onnxPath, {
+          executionProviders: [provider],
+          graphOptimizationLevel: 'all',
+          ...(threads ? { intraOpNumThreads: threads } : {}),
+        });
+        log.info('model loaded', { model: manifest.name, provider, preferred: prefer, sha256: manifest.onnx_sha256 });
+        return new ModelSession(manifest, provider, session);
+      } catch (err) {
+        lastError = err;
+        log.warn('execution provider unavailable', { provider, error: String(err) });
+      }
+    }
+    throw lastError;
+  }
+
+  async step(input: StepInput): Promise<StepOutput> {
+    const m = this.manifest;
+    const { rows, frames: F, cacheFrames: P } = input;
+    const { channels: C, height: H, width: W } = m.frame;
+    const io = m.io;
+    const feeds: Record<string, ort.Tensor> = {
+      [io.inputs.x]: new ort.Tensor('float32', input.x, [rows, F, C, H, W]),
+      [io.inputs.t]: new ort.Tensor('float32', input.t, [rows, F]),
+      [io.inputs.label]: new ort.Tensor('int64', BigInt64Array.from(input.labels, BigInt), [rows]),
+      [io.inputs.pos]: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.pos)), [1]),
+      [io.inputs.cache]: new ort.Tensor('float32', input.cache, [P, m.depth, 2, rows, m.tokens_per_frame, m.width]),
+    };
+    const started = performance.now();
+    const out = await this.session.run(feeds);
+    this.modelSeconds += (performance.now() - started) / 1000;
+    this.calls++;
+    return {
+      prediction: out[io.outputs.prediction].data as Float32Array,
+      kv: out[io.outputs.kv].data as Float32Array,
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

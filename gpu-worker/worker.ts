@@ -1,0 +1,151 @@
+import { updateJob } from '../shared/jobs/job-store.js';
+import type { QueueMessage } from '../shared/queue/task-queue.js';
+import { ChunkTaskSchema, type ChunkTask } from '../shared/schemas/chunk-task.js';
+import { isTerminal } from '../shared/schemas/job.js';
+import { emitJobEvent } from '../shared/webhooks/emit.js';
+import { runChunkStep, type ChunkDeps, type ChunkOutcome } from './chunk-step.js';
+import { ChunkFailure, OutOfOrderError } from './errors.js';
+import { VisibilityHeartbeat } from './heartbeat.js';
+import { log } from './log.js';
+import { TaskProtection } from './task-protection.js';
+
+export interface WorkerOptions extends ChunkDeps {
+  /** Visibility window of a received task; the heartbeat renews it at half this. Default 60 s. */
+  visibilitySec?: number;
+  /** Long-poll wait of one receive; also bounds how long close() waits for an idle loop. Default 2 s. */
+  waitSec?: number;
+  /** Release the ONNX session on close (when this worker owns it). */
+  ownsModel?: boolean;
+  protection?: TaskProtection;
+  /** Called after every task, e.g. for a progress bar or a benchmark's per-chunk timings. */
+  onTask?: (event: TaskEvent) => void;
+}
+
+export interface TaskEvent {
+  task: ChunkTask;
+  outcome: ChunkOutcome | 'failed' | 'retry';
+  seconds: number;
+  error?: string;
+}
+
+/**
+ * Takes chunk tasks one at a time and runs the chunk step. Lifecycle as BullMQ's worker: run()
+ * once, close() idempotent and draining (the chunk in flight finishes, then the loop stops).
+ */
+export class ChunkWorker {
+  private running?: Promise<void>;
+  private closing?: Promise<void>;
+  private stopped = false;
+  private readonly heartbeat: VisibilityHeartbeat;
+  private readonly visibilitySec: number;
+  private readonly protection: TaskProtection;
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.visibilitySec = opts.visibilitySec ?? 60;
+    this.heartbeat = new VisibilityHeartbeat(opts.chunkQueue, this.visibilitySec);
+    this.protection = opts.protection ?? new TaskProtection();
+  }
+
+  run(): Promise<void> {
+    if (this.running) throw new Error('ChunkWorker.run() called twice');
+    this.running = this.loop();
+    return this.running;
+  }
+
+  /** Stop receiving, let the chunk in flight finish, release resources. Same promise every call. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stopped = true;
+      try { await this.running; } catch (error) { log.error('worker loop failed', { error: String(error) }); }
+      try { this.heartbeat.close(); } catch { /* timers only */ }
+      if (this.opts.ownsModel) {
+        try { await this.opts.model.release(); } catch (error) { log.warn('model release failed', { error: String(error) }); }
+      }
+    })();
+    return this.closing;
+  }
+
+  // Fetch loop: one task per receive (a chunk saturates the accelerator, so more would only wait
+  // while their visibility runs out); the long poll keeps an idle worker cheap. Receive errors
+  // (network, throttling) back off and retry; they never end the loop.
+  private async loop(): Promise<void> {
+    let backoff = 0;
+    while (!this.stopped) {
+      let messages: QueueMessage[];
+      try {
+        messages = await this.opts.chunkQueue.receive({ max: 1, visibilitySec: this.visibilitySec, waitSec: this.opts.waitSec ?? 2 });
+        backoff = 0;
+      } catch (error) {
+        backoff = Math.min(30_000, backoff ? backoff * 2 : 500);
+        log.warn('receive failed, retrying', { error: String(error), backoff_ms: backoff });
+        await new Promise((r) => setTimeout(r, backoff));
+        continue;
+      }
+      for (const message of messages) await this.process(message);
+    }
+  }
+
+  private async process(message: QueueMessage): Promise<void> {
+    const parsed = ChunkTaskSchema.safeParse(safeJson(message.body));
+    if (!parsed.success) {
+      log.error('malformed chunk task dropped', { body: message.body.slice(0, 200), error: parsed.error.message });
+      await this.opts.chunkQueue.delete(message.receiptHandle);
+      return;
+    }
+    const task = parsed.data;
+    const controller = new AbortController();
+    const onLost = (handle: string, error: unknown) => {
+      if (handle !== message.receiptHandle) return;
+      log.warn('lost the task lease, aborting the chunk', { job: task.job, chunk: task.chunk, error: String(error) });
+      controller.abort(error);
+    };
+    this.heartbeat.on('lost', onLost);
+    this.heartbeat.track(message.receiptHandle);
+    await this.protection.set(true);
+    const started = performance.now();
+    const fields = { job: task.job, chunk: task.chunk, receive_count: message.receiveCount };
+    let outcome: TaskEvent['outcome'] = 'retry';
+    let error: string | undefined;
+    try {
+      outcome = await runChunkStep(this.opts, task, controller.signal);
+      await this.opts.chunkQueue.delete(message.receiptHandle);
+      log.info('chunk task done', { ...fields, outcome, seconds: elapsed(started) });
+    } catch (err) {
+      error = String(err);
+      if (err instanceof ChunkFailure) {
+        outcome = 'failed';
+        await this.failJob(task, err);
+        await this.opts.chunkQueue.delete(message.receiptHandle);
+        log.error('job failed', { ...fields, code: err.code, error });
+      } else if (err instanceof OutOfOrderError) {
+        log.warn('chunk out of order, left for redelivery', { ...fields, error });
+      } else {
+        // Unknown or transient: leave the task; it is redelivered, and after max receives the
+        // dead-letter queue's handler fails the job with a reason.
+        log.error('chunk task failed, will be retried', { ...fields, error, stack: (err as Error)?.stack });
+      }
+    } finally {
+      this.heartbeat.untrack(message.receiptHandle);
+      this.heartbeat.off('lost', onLost);
+      await this.protection.set(false);
+      this.opts.onTask?.({ task, outcome, seconds: elapsed(started), error });
+    }
+  }
+
+  private async failJob(task: ChunkTask, failure: ChunkFailure): Promise<void> {
+    const updated = await updateJob(this.opts.store, task.tenant, task.job, (j) => {
+      if (isTerminal(j.status)) return null;
+      j.status = 'failed';
+      j.error = { code: failure.code, message: failure.message };
+      j.completed_at = new Date().toISOString();
+      return j;
+    });
+    if (updated?.job.status === 'failed') await emitJobEvent(this.opts.webhookQueue, updated.job, 'completed');
+  }
+}
+
+const elapsed = (start: number) => Math.round(performance.now() - start) / 1000;
+
+function safeJson(body: string): unknown {
+  try { return JSON.parse(body); } catch { return undefined; }
+}
