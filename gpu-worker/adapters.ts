@@ -1,0 +1,50 @@
+import * as path from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { LocalQueue } from '../shared/queue/local-queue.js';
+import { SqsQueue } from '../shared/queue/sqs-queue.js';
+import type { TaskQueue } from '../shared/queue/task-queue.js';
+import { LocalStore } from '../shared/store/local-store.js';
+import { S3Store } from '../shared/store/s3-store.js';
+import type { ObjectStore } from '../shared/store/object-store.js';
+
+export interface Adapters {
+  store: ObjectStore;
+  chunkQueue: TaskQueue;
+  webhookQueue: TaskQueue;
+  /** Embedded mode only: where chunk tasks go after too many receives (AWS uses a redrive policy). */
+  chunkDeadLetters?: TaskQueue;
+}
+
+/** Max receives of a chunk task before it is dead-lettered (the SQS redrive policy says the same). */
+export const CHUNK_MAX_RECEIVES = 5;
+
+/** The embedded store and queues, all under one folder: the default with no AWS account. */
+export function localAdapters(dataDir: string): Adapters {
+  const chunkDeadLetters = new LocalQueue({ dir: path.join(dataDir, 'queues', 'chunks-dlq') });
+  return {
+    store: new LocalStore({ root: path.join(dataDir, 'store') }),
+    chunkQueue: new LocalQueue({ dir: path.join(dataDir, 'queues', 'chunks'), maxReceives: CHUNK_MAX_RECEIVES, deadLetterQueue: chunkDeadLetters }),
+    webhookQueue: new LocalQueue({ dir: path.join(dataDir, 'queues', 'webhooks') }),
+    chunkDeadLetters,
+  };
+}
+
+/** S3 and SQS from the environment the CDK stack sets (BUCKET, CHUNK_QUEUE_URL, WEBHOOK_QUEUE_URL). */
+export function awsAdapters(env: NodeJS.ProcessEnv = process.env): Adapters {
+  const need = (name: string) => {
+    const value = env[name];
+    if (!value) throw new Error(`environment variable ${name} is required with STORE=s3`);
+    return value;
+  };
+  const sqs = new SQSClient({});
+  return {
+    store: new S3Store({ client: new S3Client({}), bucket: need('BUCKET') }),
+    chunkQueue: new SqsQueue({ client: sqs, queueUrl: need('CHUNK_QUEUE_URL') }),
+    webhookQueue: new SqsQueue({ client: sqs, queueUrl: need('WEBHOOK_QUEUE_URL') }),
+  };
+}
+
+export function adaptersFromEnv(env: NodeJS.ProcessEnv = process.env): Adapters {
+  return env.STORE === 's3' ? awsAdapters(env) : localAdapters(env.DATA_DIR ?? '.data');
+}

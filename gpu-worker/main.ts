@@ -1,0 +1,52 @@
+/**
+ * The GPU worker process. Environment:
+ *   STORE=local|s3 (default local), DATA_DIR (local, default .data), BUCKET, CHUNK_QUEUE_URL,
+ *   WEBHOOK_QUEUE_URL (s3), MODEL_DIR (default model/artifacts/balls32-v1), ORT_PROVIDER=cpu|cuda,
+ *   VISIBILITY_SEC (default 60), ORT_THREADS.
+ * `--self-check` loads the model, runs one denoising step and exits 0 (the image's health proof).
+ * SIGTERM/SIGINT: stop taking tasks, finish the chunk in flight, exit.
+ */
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { adaptersFromEnv } from './adapters.js';
+import { log } from './log.js';
+import { ModelSession, type ProviderName } from './model-session.js';
+import { selfCheck } from './self-check.js';
+import { ChunkWorker } from './worker.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_MODEL_DIR = path.join(ROOT, 'model', 'artifacts', 'balls32-v1');
+
+async function main(argv: string[]): Promise<number> {
+  const modelDir = process.env.MODEL_DIR ?? DEFAULT_MODEL_DIR;
+  const provider = (process.env.ORT_PROVIDER ?? 'cpu') as ProviderName;
+  const threads = process.env.ORT_THREADS ? Number(process.env.ORT_THREADS) : undefined;
+  const model = await ModelSession.open(modelDir, provider, threads);
+  if (argv.includes('--self-check')) {
+    const result = await selfCheck(model);
+    log.info('self-check passed', result);
+    await model.release();
+    return 0;
+  }
+  const worker = new ChunkWorker({ ...adaptersFromEnv(), model, ownsModel: true,
+    visibilitySec: Number(process.env.VISIBILITY_SEC ?? 60), waitSec: process.env.STORE === 's3' ? 20 : 2 });
+  const stop = (signal: string) => {
+    log.info('draining', { signal });
+    void worker.close();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  log.info('worker started', { provider: model.provider, model: model.manifest.name, store: process.env.STORE ?? 'local' });
+  await worker.run();
+  await worker.close();
+  log.info('worker stopped');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    log.error('worker crashed', { error: String(error), stack: (error as Error)?.stack });
+    process.exit(1);
+  },
+);

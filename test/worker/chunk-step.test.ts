@@ -1,0 +1,137 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelSession } from '../../gpu-worker/model-session.js';
+import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
+import { readJob, updateJob } from '../../shared/jobs/job-store.js';
+import { cacheSegmentKey, frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
+import { framesToPngs } from '../../shared/media/png.js';
+import type { LocalQueue } from '../../shared/queue/local-queue.js';
+import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+
+let model: ModelSession;
+beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
+afterAll(async () => { await model.release(); });
+
+/** Runs one worker until the queue has been idle for a moment; returns every task event. */
+async function drain(stack: ReturnType<typeof localStack>): Promise<TaskEvent[]> {
+  const events: TaskEvent[] = [];
+  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, onTask: (e) => events.push(e) });
+  const running = worker.run();
+  let idle = 0;
+  while (idle < 3) {
+    await new Promise((r) => setTimeout(r, 300));
+    idle = (await (stack.chunkQueue as LocalQueue).depth()) === 0 ? idle + 1 : 0;
+  }
+  await worker.close();
+  await running;
+  return events;
+}
+
+const geometry = () => ({ channels: 3, height: 32, width: 32, range: [-1, 1] as const });
+
+describe('chunk step on the embedded store and queue', () => {
+  it('makes a whole video chunk by chunk: segments, frames, outputs, progress, events', async () => {
+    const stack = localStack(tempDir());
+    const init = framesToPngs(new Float32Array(4 * 3 * 32 * 32).fill(-1), geometry());
+    const job = await submitJob(stack, model.manifest, { frames: 10, steps: 3, initPngs: init, webhook: 'https://example.com/hook' });
+    const events = await drain(stack);
+    expect(events.map((e) => e.outcome)).toEqual(['computed', 'computed', 'finalized']);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(done.progress).toEqual({ chunks_done: 3, chunks_total: 3, frames_done: 10, frames_total: 10 });
+    expect(done.metrics.chunk_seconds).toHaveLength(3);
+    // Segments for the starting frames and every chunk but the last (nothing reads that one).
+    const keys = await stack.store.list(`jobs/${job.tenant}/${job.id}/cache/`);
+    expect(keys.map((k) => path.basename(k))).toEqual(['000000.kv', '000001.kv', 'prefix.kv']);
+    // Only the 10 requested frames are kept: 4 + 4 + 2.
+    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(10);
+    expect(await stack.store.head(frameKey(job.tenant, job.id, 2, 1))).not.toBeNull();
+    expect(await stack.store.head(frameKey(job.tenant, job.id, 2, 2))).toBeNull();
+    const mp4 = (await stack.store.get(videoKey(job.tenant, job.id)))!.body;
+    expect(mp4.subarray(4, 8).toString('latin1')).toBe('ftyp');
+    expect((await stack.store.get(previewGifKey(job.tenant, job.id)))!.body.subarray(0, 6).toString('latin1')).toBe('GIF89a');
+    // Webhook events: start, one output per chunk, completed.
+    const types: string[] = [];
+    for (;;) {
+      const [m] = await stack.webhookQueue.receive({ max: 1, visibilitySec: 30 });
+      if (!m) break;
+      types.push(JSON.parse(m.body).type);
+      await stack.webhookQueue.delete(m.receiptHandle);
+    }
+    expect(types).toEqual(['start', 'output', 'output', 'output', 'completed']);
+  });
+
+  it('is idempotent: a redelivered task changes nothing and is deleted', async () => {
+    const stack = localStack(tempDir());
+    const job = await submitJob(stack, model.manifest, { frames: 8, steps: 2 });
+    await drain(stack);
+    const before = await readJob(stack.store, job.tenant, job.id);
+    const frame = (await stack.store.get(frameKey(job.tenant, job.id, 1, 0)))!.etag;
+    // A late duplicate of chunk 1 (as SQS at-least-once delivery may hand out).
+    await stack.chunkQueue.send(JSON.stringify({ job: job.id, tenant: job.tenant, chunk: 1 }), { groupId: job.id, dedupId: 'dup' });
+    const events = await drain(stack);
+    expect(events.map((e) => e.outcome)).toEqual(['skipped']);
+    expect((await readJob(stack.store, job.tenant, job.id))!.etag).toBe(before!.etag);
+    expect((await stack.store.get(frameKey(job.tenant, job.id, 1, 0)))!.etag).toBe(frame);
+  });
+
+  it('gives the same frames for the same seed, and other frames for another seed', async () => {
+    const a = localStack(tempDir()), b = localStack(tempDir()), c = localStack(tempDir());
+    const ja = await submitJob(a, model.manifest, { id: 'same', frames: 8, steps: 3, seed: 11 });
+    await submitJob(b, model.manifest, { id: 'same', frames: 8, steps: 3, seed: 11 });
+    await submitJob(c, model.manifest, { id: 'same', frames: 8, steps: 3, seed: 12 });
+    await Promise.all([drain(a), drain(b), drain(c)]);
+    const frame = async (s: typeof a) => (await s.store.get(frameKey(ja.tenant, 'same', 1, 3)))!.body;
+    expect((await frame(a)).equals(await frame(b))).toBe(true);
+    expect((await frame(a)).equals(await frame(c))).toBe(false);
+  });
+
+  it('stops a canceled job at the next chunk boundary', async () => {
+    const stack = localStack(tempDir());
+    const job = await submitJob(stack, model.manifest, { frames: 12, steps: 2 });
+    await updateJob(stack.store, job.tenant, job.id, (j) => ({ ...j, cancel_requested: true }));
+    const events = await drain(stack);
+    expect(events.map((e) => e.outcome)).toEqual(['canceled']);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('canceled');
+    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
+  });
+
+  it('fails the job with a reason when a cache segment is corrupt, never using it', async () => {
+    const dir = tempDir();
+    const stack = localStack(dir);
+    const job = await submitJob(stack, model.manifest, { frames: 12, steps: 2 });
+    const worker = new ChunkWorker({
+      ...stack, model, waitSec: 0.3,
+      onTask: (e) => {
+        if (e.task.chunk !== 0) return;
+        // Flip one payload byte of segment 0 behind the store's back (bit rot, a bad disk).
+        const file = path.join(dir, 'store', ...cacheSegmentKey(job.tenant, job.id, 0).split('/'));
+        const bytes = readFileSync(file);
+        bytes[bytes.length - 10] ^= 0xff;
+        writeFileSync(file, bytes);
+      },
+    });
+    const running = worker.run();
+    for (let i = 0; i < 100 && !['failed', 'succeeded'].includes((await readJob(stack.store, job.tenant, job.id))!.job.status); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await worker.close();
+    await running;
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toBe('cache_corrupt');
+    expect(done.progress.chunks_done).toBe(1);
+  });
+
+  it('fails a job whose starting frames exceed the model window', async () => {
+    const stack = localStack(tempDir());
+    const n = model.manifest.p_max + 1;
+    const init = framesToPngs(new Float32Array(n * 3 * 32 * 32), geometry());
+    const job = await submitJob(stack, model.manifest, { frames: 4, steps: 2, initPngs: init });
+    expect((await drain(stack)).map((e) => e.outcome)).toEqual(['failed']);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.error).toMatchObject({ code: 'bad_request' });
+  });
+});
