@@ -12,3 +12,6 @@ export * from './queue/task-queue.js';
 export * from './queue/local-queue.js';
 export * from './queue/sqs-queue.js';
 export * from './jobs/job-store.js';
+export * from './api/index.js';
+export * from './auth/index.js';
+export * from './webhooks/index.js';

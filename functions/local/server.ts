@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
+import type { ApiConfig } from '../../shared/api/config.js';
+import { MethodNotAllowedError, PayloadTooLargeError, RouteNotFoundError } from '../../shared/api/errors.js';
+import type { ApiDeps } from '../../shared/api/types.js';
+import type { Manifest } from '../../shared/model/manifest.js';
+import type { TaskQueue } from '../../shared/queue/task-queue.js';
+import type { ObjectStore } from '../../shared/store/object-store.js';
+import { makeCancelVideoHandler } from '../cancel-video.js';
+import { makeCreateVideoHandler } from '../create-video.js';
+import { makeGetVideoFileHandler } from '../get-video-file.js';
+import { makeGetVideoHandler } from '../get-video.js';
+import { errorResponse, type HttpResult } from '../lib/http.js';
+import { makeListVideosHandler } from '../list-videos.js';
+import { makeWebhookSecretHandler } from '../webhook-secret.js';
+
+export interface ApiServerOptions {
+  store: ObjectStore;
+  chunkQueue: TaskQueue;
+  /** Not used by the API itself (the worker sends events); kept so the embedded stack passes one set. */
+  webhookQueue: TaskQueue;
+  manifest: Manifest;
+  config: ApiConfig;
+  port?: number;
+  /** Loopback only by default. */
+  host?: string;
+}
+
+type LambdaHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<HttpResult>;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  params: string[];
+  handler: LambdaHandler;
+}
+
+/**
+ * The embedded API: a node:http server on loopback that turns each request into an API Gateway
+ * (v1 payload) event and calls the same middy handlers the Lambdas export.
+ */
+export async function startApiServer(opts: ApiServerOptions): Promise<{ url: string; close(): Promise<void> }> {
+  const deps: ApiDeps = { store: opts.store, chunkQueue: opts.chunkQueue, manifest: opts.manifest, config: opts.config };
+  const getDeps = () => deps;
+  const route = (method: string, path: string, handler: unknown): Route => {
+    const params: string[] = [];
+    const pattern = new RegExp(
+      '^' +
+        path.replace(/\{(\w+)(\+?)\}/g, (_, name: string, greedy: string) => {
+          params.push(name);
+          return greedy ? '(.+)' : '([^/]+)';
+        }) +
+        '$',
+    );
+    return { method, pattern, params, handler: handler as LambdaHandler };
+  };
+  const routes: Route[] = [
+    route('POST', '/v1/videos', makeCreateVideoHandler(getDeps)),
+    route('GET', '/v1/videos', makeListVideosHandler(getDeps)),
+    route('GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)),
+    route('POST', '/v1/videos/{id}/cancel', makeCancelVideoHandler(getDeps)),
+    route('GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)),
+    route('GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)),
+  ];
+
+  const server = http.createServer((req, res) => {
+    handle(req).then(
+      (result) => send(res, result),
+      (err) => send(res, errorResponse(err)),
+    );
+  });
+
+  async function handle(req: http.IncomingMessage): Promise<HttpResult> {
+    const url = new URL(req.url ?? '/', 'http://local');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const matching = routes.filter((r) => r.pattern.test(path));
+    if (matching.length === 0) throw new RouteNotFoundError(`no route ${path}`, 'path');
+    const r = matching.find((m) => m.method === req.method);
+    if (!r) throw new MethodNotAllowedError(`${req.method} is not allowed on ${path}`, 'method');
+    const m = r.pattern.exec(path)!;
+    const pathParameters = Object.fromEntries(r.params.map((p, i) => [p, decodeURIComponent(m[i + 1])]));
+    const body = await readBody(req, opts.config.maxBodyBytes);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
+    headers['x-forwarded-proto'] = 'http';
+    const query = Object.fromEntries(url.searchParams);
+    const requestId = randomUUID();
+    const event = {
+      resource: r.pattern.source,
+      path,
+      httpMethod: req.method ?? 'GET',
+      headers,
+      multiValueHeaders: {},
+      queryStringParameters: Object.keys(query).length ? query : null,
+      multiValueQueryStringParameters: null,
+      pathParameters: Object.keys(pathParameters).length ? pathParameters : null,
+      stageVariables: null,
+      requestContext: { requestId, stage: '$default', domainName: headers.host ?? 'localhost' },
+      body: body.length ? body.toString('utf8') : null,
+      isBase64Encoded: false,
+    } as unknown as APIGatewayProxyEvent;
+    const context = { awsRequestId: requestId, functionName: 'local', getRemainingTimeInMillis: () => 30_000 } as Context;
+    return r.handler(event, context);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${addr.port}`,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+/** Reads at most `max` bytes; one more is a 413 (the body is not buffered past the limit). */
+function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new PayloadTooLargeError(`body is larger than ${max} bytes`, 'body'));
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function send(res: http.ServerResponse, result: HttpResult): void {
+  const body = result.isBase64Encoded ? Buffer.from(result.body, 'base64') : Buffer.from(result.body ?? '', 'utf8');
+  const headers: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(result.headers ?? {})) headers[k] = v as string | number;
+  headers['content-length'] = body.length;
+  res.writeHead(result.statusCode, headers);
+  res.end(body);
+}

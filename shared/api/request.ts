@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { SAFE_ID_PATTERN } from '../schemas/ids.js';
+import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
+import type { Manifest } from '../model/manifest.js';
+import type { ApiConfig } from './config.js';
+import { ValidationError } from './errors.js';
+
+/** Base64 of a PNG (optionally as a `data:image/png;base64,` URL). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * The body of `POST /v1/videos`, bounded by the config and the model: one schema, so every rule
+ * and its field name are in one place. Unknown fields are refused (a typo should not be ignored).
+ */
+export function createVideoBodySchema(manifest: Manifest, config: ApiConfig) {
+  const maxSteps = Math.min(config.maxSteps, manifest.schedule.train_timesteps);
+  const maxInit = Math.min(config.maxInitFrames, manifest.p_max);
+  return z.strictObject({
+    frames: z.int().min(1).max(config.maxFrames),
+    seed: z.int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+    label: z
+      .union([z.int(), z.string()])
+      .optional()
+      .refine((l) => l === undefined || resolveLabel(manifest, l) !== null, {
+        message:
+          manifest.labels.length === 0
+            ? 'this model is unconditional: omit label'
+            : `unknown label; expected one of ${manifest.labels.map((l, i) => `${i}=${l}`).join(', ')}`,
+      }),
+    guidance: z
+      .number()
+      .min(0)
+      .max(config.maxGuidance)
+      .optional()
+      .refine((g) => g === undefined || manifest.guidance.supported || g === manifest.guidance.default, {
+        message: 'this model does not support guidance',
+      }),
+    steps: z.int().min(1).max(maxSteps).optional(),
+    init_frames: z
+      .array(
+        z
+          .string()
+          .transform((s) => s.replace(/^data:image\/png;base64,/, ''))
+          .refine((s) => s.length > 0 && BASE64.test(s), { message: 'must be a base64-encoded PNG' }),
+      )
+      .max(maxInit)
+      .optional(),
+    webhook: z.string().max(2048).optional(),
+    webhook_events_filter: z
+      .array(z.enum(WEBHOOK_EVENT_TYPES))
+      .min(1)
+      .refine((a) => new Set(a).size === a.length, { message: 'duplicate event type' })
+      .optional(),
+    /** Client-chosen job id; doubles as the idempotency key. */
+    id: z.string().regex(SAFE_ID_PATTERN, 'must be 1-64 of [A-Za-z0-9_-], starting alphanumeric').optional(),
+  });
+}
+export type CreateVideoBody = z.infer<ReturnType<typeof createVideoBodySchema>>;
+
+/** Class index for a label given by name or index, or null if the manifest has no such label. */
+export function resolveLabel(manifest: Manifest, label: string | number): number | null {
+  if (typeof label === 'number') return Number.isInteger(label) && label >= 0 && label < manifest.labels.length ? label : null;
+  const i = manifest.labels.indexOf(label);
+  return i >= 0 ? i : null;
+}
+
+/** Parses with the schema; the first issue becomes a ValidationError naming its field (`init_frames.2`). */
+export function parseCreateVideoBody(schema: ReturnType<typeof createVideoBodySchema>, body: unknown): CreateVideoBody {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ValidationError('body must be a JSON object', 'body');
+  }
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  let field = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') field = [...issue.path.map(String), issue.keys[0]].join('.');
+  throw new ValidationError(`${field || 'body'}: ${issue.message}`, field || 'body', { cause: parsed.error });
+}

@@ -1,0 +1,296 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { inputFrameKey, isSafeId, jobPrefix } from '../keys.js';
+import { createJob, readJob, updateJob } from '../jobs/job-store.js';
+import { FrameSizeError, PngDecodeError } from '../media/errors.js';
+import { pngToFrame } from '../media/png.js';
+import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
+import { isTerminal, type Job } from '../schemas/job.js';
+import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
+import { PreconditionFailedError } from '../store/errors.js';
+import { UnsafeWebhookUrlError, WebhookHostUnresolvedError } from '../webhooks/errors.js';
+import { getOrCreateWebhookSecret } from '../webhooks/secrets.js';
+import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
+import { IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
+import { jobIndexKey, jobIndexPrefix, parseJobIndexKey } from './keys.js';
+import { renderJob, summarizeJob, type PublicJob, type PublicJobSummary } from './render.js';
+import { createVideoBodySchema, parseCreateVideoBody, resolveLabel, type CreateVideoBody } from './request.js';
+import type { ApiDeps, CallContext } from './types.js';
+
+export interface CreateVideoInput {
+  body: unknown;
+  /** The `Idempotency-Key` header; a body `id` takes its place when given. */
+  idempotencyKey?: string;
+}
+
+export interface CreateVideoResult {
+  job: PublicJobSummary;
+  /** False when an earlier request with the same idempotency key and body made this job. */
+  created: boolean;
+}
+
+const IdempotencyRecordSchema = z.object({ key: z.string(), fingerprint: z.string() });
+
+/**
+ * Validates the request, stores the starting frames and job.json (status `starting`), and queues
+ * chunk 0. With an idempotency key the job id is derived from it, so a repeat finds the same job:
+ * same body -> that job, different body -> 409. Every step is safe to redo, so a repeat after a
+ * crash half-way finishes the job's creation.
+ */
+export async function createVideo(deps: ApiDeps, ctx: CallContext, input: CreateVideoInput): Promise<CreateVideoResult> {
+  const { manifest, config, store } = deps;
+  const body = parseCreateVideoBody(createVideoBodySchema(manifest, config), input.body);
+  const key = body.id ?? input.idempotencyKey;
+  if (key !== undefined && (key.length === 0 || key.length > 256)) {
+    throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
+  }
+  const pngs = decodeInitFrames(deps, body);
+  if (body.webhook !== undefined) await checkWebhook(deps, body.webhook);
+
+  const id = body.id ?? (key !== undefined ? derivedJobId(ctx.tenant, key) : randomJobId());
+  if (key !== undefined) {
+    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
+    if (replay) return replay;
+  }
+
+  const now = (deps.now?.() ?? new Date()).toISOString();
+  const keys = pngs.map((_, i) => inputFrameKey(ctx.tenant, id, i));
+  await Promise.all(pngs.map((png, i) => store.put(keys[i], png, { contentType: 'image/png' })));
+  const job: Job = {
+    id,
+    tenant: ctx.tenant,
+    status: 'starting',
+    request: {
+      frames: body.frames,
+      seed: body.seed ?? randomSeed(),
+      ...(body.label !== undefined ? { label: resolveLabel(manifest, body.label)! } : {}),
+      guidance: body.guidance ?? manifest.guidance.default,
+      steps: body.steps ?? manifest.default_steps,
+      init_frames: { count: keys.length, keys },
+      ...(body.webhook !== undefined ? { webhook: body.webhook } : {}),
+      webhook_events_filter: body.webhook_events_filter ?? [...WEBHOOK_EVENT_TYPES],
+    },
+    model: { name: manifest.name, sha256: manifest.onnx_sha256 },
+    progress: {
+      chunks_done: 0,
+      chunks_total: Math.ceil(body.frames / manifest.chunk_frames),
+      frames_done: 0,
+      frames_total: body.frames,
+    },
+    created_at: now,
+    updated_at: now,
+    metrics: { chunk_seconds: [] },
+    outputs: {},
+    cancel_requested: false,
+    ...(key !== undefined ? { idempotency_key: key } : {}),
+  };
+  let stored: Job;
+  let created = true;
+  try {
+    stored = (await createJob(store, job)).job;
+  } catch (err) {
+    if (!(err instanceof PreconditionFailedError)) throw err;
+    // A client `id` without an idempotency record, or a racing twin request: the job already exists.
+    const existing = await readJob(store, ctx.tenant, id);
+    if (!existing) throw err;
+    if (key === undefined || existing.job.idempotency_key !== key) {
+      throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
+    }
+    stored = existing.job;
+    created = false;
+  }
+  await finishCreate(deps, stored);
+  return { job: summarizeJob(stored, ctx.baseUrl), created };
+}
+
+/** The steps after job.json exists; repeated on an idempotent replay of a job still `starting`. */
+async function finishCreate(deps: ApiDeps, job: Job): Promise<void> {
+  await deps.store.put(jobIndexKey(job.tenant, job.id, job.created_at), '');
+  const task: ChunkTask = { job: job.id, tenant: job.tenant, chunk: 0, enqueued_at: new Date().toISOString() };
+  await deps.chunkQueue.send(JSON.stringify(task), { groupId: job.id, dedupId: chunkTaskDedupId(task) });
+}
+
+/**
+ * Records (key, body fingerprint) before anything else is written. Returns the existing job when
+ * the key was used before with the same body; throws 409 for a different body; returns null when
+ * this request is the first (or the first one crashed before job.json was written).
+ */
+async function claimIdempotencyKey(
+  deps: ApiDeps,
+  ctx: CallContext,
+  id: string,
+  key: string,
+  print: string,
+): Promise<CreateVideoResult | null> {
+  const recordKey = `${jobPrefix(ctx.tenant, id)}idempotency.json`;
+  try {
+    await deps.store.put(recordKey, JSON.stringify({ key, fingerprint: print }), {
+      ifNoneMatch: '*',
+      contentType: 'application/json',
+    });
+    return null;
+  } catch (err) {
+    if (!(err instanceof PreconditionFailedError)) throw err;
+  }
+  const obj = await deps.store.get(recordKey);
+  const record = obj ? IdempotencyRecordSchema.parse(JSON.parse(obj.body.toString('utf8'))) : null;
+  if (!record || record.key !== key || record.fingerprint !== print) {
+    throw new IdempotencyConflictError(
+      'this idempotency key was already used with a different request body',
+      'Idempotency-Key',
+    );
+  }
+  const existing = await readJob(deps.store, ctx.tenant, id);
+  if (!existing) return null;
+  if (existing.job.status === 'starting') await finishCreate(deps, existing.job);
+  return { job: summarizeJob(existing.job, ctx.baseUrl), created: false };
+}
+
+function decodeInitFrames(deps: ApiDeps, body: CreateVideoBody): Buffer[] {
+  const { frame } = deps.manifest;
+  return (body.init_frames ?? []).map((b64, i) => {
+    const png = Buffer.from(b64, 'base64');
+    try {
+      pngToFrame(png, frame);
+    } catch (err) {
+      if (err instanceof FrameSizeError) {
+        throw new ValidationError(`init_frames.${i}: ${err.message}`, `init_frames.${i}`, { cause: err });
+      }
+      if (err instanceof PngDecodeError) {
+        throw new ValidationError(`init_frames.${i}: not a readable PNG`, `init_frames.${i}`, { cause: err });
+      }
+      throw err;
+    }
+    return png;
+  });
+}
+
+async function checkWebhook(deps: ApiDeps, url: string): Promise<void> {
+  const policy = { requireHttps: deps.config.requireHttpsWebhooks, allowLoopback: deps.config.allowLoopbackWebhooks };
+  try {
+    await assertSafeWebhookUrl(url, policy, deps.resolve ?? systemResolver);
+  } catch (err) {
+    if (err instanceof UnsafeWebhookUrlError || err instanceof WebhookHostUnresolvedError) {
+      throw new ValidationError(`webhook: ${err.message}`, 'webhook', { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Key-order-independent hash of the validated body, to tell "same request" from "different request". */
+function fingerprint(body: CreateVideoBody): string {
+  const canon = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canon)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, x]) => [k, canon(x)]))
+        : v;
+  return createHash('sha256').update(JSON.stringify(canon(body))).digest('hex');
+}
+
+function randomJobId(): string {
+  return `vid_${randomBytes(12).toString('hex')}`;
+}
+
+function derivedJobId(tenant: string, key: string): string {
+  return `vid_${createHash('sha256').update(`${tenant}\0${key}`).digest('hex').slice(0, 24)}`;
+}
+
+function randomSeed(): number {
+  return randomBytes(4).readUInt32BE(0);
+}
+
+/** A job of this tenant, or 404 (also for another tenant's job and for malformed ids). */
+async function loadJob(deps: ApiDeps, tenant: string, id: string): Promise<Job> {
+  if (!isSafeId(id)) throw new NotFoundError(`no video ${JSON.stringify(id.slice(0, 80))}`, 'id');
+  const found = await readJob(deps.store, tenant, id);
+  if (!found) throw new NotFoundError(`no video ${id}`, 'id');
+  return found.job;
+}
+
+export async function getVideo(deps: ApiDeps, ctx: CallContext, id: string): Promise<PublicJob> {
+  const job = await loadJob(deps, ctx.tenant, id);
+  return renderJob(job, { store: deps.store, baseUrl: ctx.baseUrl, presignExpirySec: deps.config.presignExpirySec, now: deps.now });
+}
+
+export interface ListVideosResult {
+  data: PublicJobSummary[];
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: string | null;
+}
+
+/** The tenant's jobs, newest first, `limit` per page, paged by an opaque cursor. */
+export async function listVideos(
+  deps: ApiDeps,
+  ctx: CallContext,
+  query: { limit?: string; cursor?: string },
+): Promise<ListVideosResult> {
+  const limit = query.limit === undefined ? 20 : Number(query.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > deps.config.maxPageSize) {
+    throw new ValidationError(`limit must be an integer in [1, ${deps.config.maxPageSize}]`, 'limit');
+  }
+  let after = '';
+  if (query.cursor !== undefined) {
+    after = Buffer.from(query.cursor, 'base64url').toString('utf8');
+    if (!/^\d{13}-[A-Za-z0-9_-]{1,64}$/.test(after)) throw new ValidationError('cursor is not valid', 'cursor');
+  }
+  const prefix = jobIndexPrefix(ctx.tenant);
+  const names = (await deps.store.list(prefix)).map((k) => k.slice(prefix.length)).filter((n) => n > after);
+  const page = names.slice(0, limit);
+  const jobs = await Promise.all(
+    page.map(async (name) => {
+      const id = parseJobIndexKey(prefix + name);
+      return id ? ((await readJob(deps.store, ctx.tenant, id))?.job ?? null) : null;
+    }),
+  );
+  return {
+    data: jobs.filter((j): j is Job => j !== null).map((j) => summarizeJob(j, ctx.baseUrl)),
+    next_cursor: names.length > limit ? Buffer.from(page[page.length - 1]).toString('base64url') : null,
+  };
+}
+
+export interface CancelVideoResult {
+  job: PublicJobSummary;
+  /** False when the job had already finished: cancel was a no-op. */
+  cancel_requested: boolean;
+  detail: string;
+}
+
+/** Asks the worker to stop at the next chunk boundary; a finished job is left as it is. */
+export async function cancelVideo(deps: ApiDeps, ctx: CallContext, id: string): Promise<CancelVideoResult> {
+  await loadJob(deps, ctx.tenant, id);
+  const now = (deps.now?.() ?? new Date()).toISOString();
+  const updated = await updateJob(deps.store, ctx.tenant, id, (job) => {
+    if (isTerminal(job.status) || job.cancel_requested) return null;
+    return { ...job, cancel_requested: true, cancel_requested_at: now };
+  });
+  if (!updated) throw new NotFoundError(`no video ${id}`, 'id');
+  const job = updated.job;
+  const detail = isTerminal(job.status)
+    ? `video already ${job.status}; nothing to cancel`
+    : 'cancel requested; the video stops at the next chunk boundary';
+  return { job: summarizeJob(job, ctx.baseUrl), cancel_requested: !isTerminal(job.status) && job.cancel_requested, detail };
+}
+
+/** The tenant's webhook signing secret (`whsec_...`), created on first use. */
+export async function getWebhookSecret(deps: Pick<ApiDeps, 'store'>, ctx: Pick<CallContext, 'tenant'>): Promise<{ key: string }> {
+  return { key: await getOrCreateWebhookSecret(deps.store, ctx.tenant) };
+}
+
+/** An output object of one of the tenant's jobs (embedded mode serves links itself; S3 presigns). */
+export async function getVideoFile(
+  deps: ApiDeps,
+  ctx: CallContext,
+  id: string,
+  relPath: string,
+): Promise<{ body: Buffer; contentType: string }> {
+  await loadJob(deps, ctx.tenant, id);
+  if (!/^(output\/(video\.mp4|preview\.gif)|frames\/\d{6}(-\d{3})?\.[a-z0-9]{1,8})$/.test(relPath)) {
+    throw new NotFoundError(`no file ${JSON.stringify(relPath.slice(0, 80))}`, 'path');
+  }
+  const obj = await deps.store.get(jobPrefix(ctx.tenant, id) + relPath);
+  if (!obj) throw new NotFoundError(`no file ${relPath} (yet)`, 'path');
+  const ext = relPath.slice(relPath.lastIndexOf('.') + 1);
+  const types: Record<string, string> = { mp4: 'video/mp4', gif: 'image/gif', png: 'image/png', json: 'application/json' };
+  return { body: obj.body, contentType: obj.contentType ?? types[ext] ?? 'application/octet-stream' };
+}
