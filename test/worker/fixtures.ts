@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Adapters } from '../../gpu-worker/adapters.js';
 import { createJob } from '../../shared/jobs/job-store.js';
 import { inputFrameKey } from '../../shared/keys.js';
 import type { Manifest } from '../../shared/model/manifest.js';
@@ -25,7 +26,7 @@ export function localStack(dir: string) {
 
 /** Writes a job record (and its starting frames) and enqueues chunk 0, as the API does. */
 export async function submitJob(
-  stack: ReturnType<typeof localStack>,
+  stack: Pick<Adapters, 'store' | 'chunkQueue'>,
   manifest: Manifest,
   opts: Partial<JobRequest> & { id?: string; initPngs?: Buffer[] } = {},
 ): Promise<Job> {

@@ -1,0 +1,75 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { adaptersFromEnv } from '../../gpu-worker/adapters.js';
+import { loadManifest } from '../../shared/model/manifest.js';
+import { readJob } from '../../shared/jobs/job-store.js';
+import type { Job } from '../../shared/schemas/job.js';
+import { MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** The real worker process (gpu-worker/main.ts) on an embedded data folder. */
+function startWorker(dataDir: string): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'gpu-worker/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, DATA_DIR: dataDir, STORE: 'local', VISIBILITY_SEC: '2', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+async function waitFor(job: Job, dataDir: string, done: (j: Job) => boolean, timeoutMs = 120_000): Promise<Job> {
+  const { store } = adaptersFromEnv({ STORE: 'local', DATA_DIR: dataDir });
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const current = (await readJob(store, job.tenant, job.id))!.job;
+    if (done(current)) return current;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`job ${job.id} did not reach the expected state in ${timeoutMs} ms`);
+}
+
+/** Every stored object of the job under frames/ and output/, with its bytes. */
+async function outputs(dataDir: string, job: Job): Promise<Map<string, Buffer>> {
+  const { store } = adaptersFromEnv({ STORE: 'local', DATA_DIR: dataDir });
+  const result = new Map<string, Buffer>();
+  for (const dir of ['frames/', 'output/', 'cache/']) {
+    for (const key of await store.list(`jobs/${job.tenant}/${job.id}/${dir}`)) {
+      result.set(key, (await store.get(key))!.body);
+    }
+  }
+  return result;
+}
+
+describe('a worker killed mid-job', () => {
+  it('is restarted and finishes the same job with output identical to an uninterrupted run', async () => {
+    const { manifest } = await loadManifest(MODEL_DIR);
+    const request = { id: 'crashjob', frames: 20, steps: 6, seed: 5, label: 2 };
+
+    // Reference: one uninterrupted worker process.
+    const refDir = tempDir();
+    const refJob = await submitJob(adaptersFromEnv({ STORE: 'local', DATA_DIR: refDir }) , manifest, request);
+    const ref = startWorker(refDir);
+    await waitFor(refJob, refDir, (j) => j.status === 'succeeded');
+    ref.kill("SIGTERM");
+
+    // Same job: SIGKILL the worker while chunk 2 is in flight, then start a fresh one.
+    const dir = tempDir();
+    const job = await submitJob(adaptersFromEnv({ STORE: 'local', DATA_DIR: dir }) , manifest, request);
+    const first = startWorker(dir);
+    await waitFor(job, dir, (j) => j.progress.chunks_done >= 2);
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    const killedAt = (await waitFor(job, dir, () => true)).progress.chunks_done;
+    expect(killedAt).toBeLessThan(5);
+    const second = startWorker(dir);
+    const finished = await waitFor(job, dir, (j) => j.status === 'succeeded' || j.status === 'failed');
+    second.kill('SIGTERM');
+    expect(finished.status).toBe('succeeded');
+    expect(finished.progress.chunks_done).toBe(5);
+
+    const [want, got] = await Promise.all([outputs(refDir, refJob), outputs(dir, job)]);
+    expect([...got.keys()]).toEqual([...want.keys()]);
+    for (const [key, bytes] of want) expect(got.get(key)!.equals(bytes), key).toBe(true);
+  }, 240_000);
+});
