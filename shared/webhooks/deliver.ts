@@ -3,7 +3,7 @@ import { webhookFailureKey } from '../api/keys.js';
 import type { WebhookFailure } from '../api/render.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { UnsafeWebhookUrlError } from './errors.js';
+import { UnsafeWebhookUrlError, WebhookHostUnresolvedError } from './errors.js';
 import { postWebhook, type WebhookPoster } from './http-post.js';
 import { WebhookMessageSchema, WebhookPayloadSchema, type WebhookMessage } from './message.js';
 import { getOrCreateWebhookSecret } from './secrets.js';
@@ -73,41 +73,49 @@ export async function processWebhookMessage(deps: DeliveryDeps, body: string): P
   const url = job.request.webhook;
   if (!url) return { kind: 'invalid', reason: 'job has no webhook' };
 
-  let status: number | undefined;
-  let reason: string;
+  // The URL check (again at delivery: DNS may have changed since submit) and the POST are the
+  // receiver's side and decide retry/fail; reading the secret or the job's files is ours and throws.
+  let target: URL;
   try {
-    const target = await assertSafeWebhookUrl(url, deps.policy, deps.resolve ?? systemResolver);
-    const secret = await getOrCreateWebhookSecret(deps.store, job.tenant);
-    const data = await renderJob(job, {
-      store: deps.store,
-      baseUrl: deps.baseUrl ?? '',
-      presignExpirySec: deps.presignExpirySec ?? 86_400,
-      now: () => now,
-    });
-    const timestamp = Math.floor(now.getTime() / 1000);
-    const text = JSON.stringify({ type: msg.type, timestamp: now.toISOString(), data });
-    const headers = {
-      'webhook-id': msg.id,
-      'webhook-timestamp': String(timestamp),
-      'webhook-signature': signWebhook(secret, msg.id, timestamp, text),
-      'user-agent': 'ca2vdm-webhooks/1',
-    };
-    const res = await (deps.post ?? postWebhook)(target, headers, text, {
+    target = await assertSafeWebhookUrl(url, deps.policy, deps.resolve ?? systemResolver);
+  } catch (err) {
+    if (err instanceof UnsafeWebhookUrlError) return fail(deps, msg, err.message, now);
+    if (!(err instanceof WebhookHostUnresolvedError)) throw err;
+    return retry(deps, msg, err.message, now);
+  }
+  const secret = await getOrCreateWebhookSecret(deps.store, job.tenant);
+  const data = await renderJob(job, {
+    store: deps.store,
+    baseUrl: deps.baseUrl ?? '',
+    presignExpirySec: deps.presignExpirySec ?? 86_400,
+    now: () => now,
+  });
+  const timestamp = Math.floor(now.getTime() / 1000);
+  const text = JSON.stringify({ type: msg.type, timestamp: now.toISOString(), data });
+  const headers = {
+    'webhook-id': msg.id,
+    'webhook-timestamp': String(timestamp),
+    'webhook-signature': signWebhook(secret, msg.id, timestamp, text),
+    'user-agent': 'ca2vdm-webhooks/1',
+  };
+  let status: number;
+  try {
+    ({ status } = await (deps.post ?? postWebhook)(target, headers, text, {
       timeoutMs: deps.timeoutMs ?? DELIVERY_TIMEOUT_MS,
       policy: deps.policy,
-    });
-    status = res.status;
-    if (status >= 200 && status < 300) return { kind: 'delivered', status };
-    if (status === 410) return fail(deps, msg, 'receiver answered 410 Gone', now, status);
-    reason = `receiver answered ${status}`;
+    }));
   } catch (err) {
-    // A forbidden address is not transient (it may be DNS rebinding); a name that does not resolve may be.
-    if (err instanceof UnsafeWebhookUrlError) {
-      return fail(deps, msg, err.message, now);
-    }
-    reason = errorText(err);
+    // The guarded lookup refuses a host that now resolves to a forbidden address (DNS rebinding).
+    if (err instanceof UnsafeWebhookUrlError) return fail(deps, msg, err.message, now);
+    return retry(deps, msg, errorText(err), now);
   }
+  if (status >= 200 && status < 300) return { kind: 'delivered', status };
+  if (status === 410) return fail(deps, msg, 'receiver answered 410 Gone', now, status);
+  return retry(deps, msg, `receiver answered ${status}`, now, status);
+}
 
+/** Re-queues the next try after the schedule's wait (+0-20 % jitter), or gives up after the last one. */
+async function retry(deps: DeliveryDeps, msg: WebhookMessage, reason: string, now: Date, status?: number): Promise<DeliveryOutcome> {
   const schedule = deps.retryScheduleSec ?? DEFAULT_RETRY_SCHEDULE_SEC;
   if (msg.attempt > schedule.length) return fail(deps, msg, `${reason} after ${msg.attempt} tries`, now, status);
   const base = schedule[msg.attempt - 1];
