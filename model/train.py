@@ -125,7 +125,8 @@ def main(args):
         step += 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % args.log_every == 0:
-            rec = dict(step=step, loss=round(running, 5), lr=lr, elapsed=round(elapsed0 + time.time() - start, 1))
+            rec = dict(step=step, loss=round(running, 5), batch_loss=round(loss.item(), 5), lr=lr,
+                       elapsed=round(elapsed0 + time.time() - start, 1))
             if args.diag_every and step % args.diag_every == 0:
                 rec["x0_psnr"] = diagnose(ema, cfg, device, ab_all)
             print(json.dumps(rec), flush=True)
@@ -135,7 +136,10 @@ def main(args):
             save(ckpt, model, ema, opt, step, elapsed0 + time.time() - start)
             last_ckpt = time.time()
     save(ckpt, model, ema, opt, step, elapsed0 + time.time() - start)
-    print(json.dumps(dict(done=True, step=step, diag=diagnose(ema, cfg, device, ab_all))), flush=True)
+    final = dict(done=True, step=step)
+    if args.diag_every:
+        final["diag"] = diagnose(ema, cfg, device, ab_all)
+    print(json.dumps(final), flush=True)
 
 
 if __name__ == "__main__":

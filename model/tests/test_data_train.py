@@ -1,0 +1,65 @@
+import json
+
+import torch
+
+import ca2vdm
+import data
+import diffusion
+import train
+
+
+def test_generator_is_deterministic():
+    a, la = data.make_video(42, 12)
+    b, lb = data.make_video(42, 12)
+    c, _ = data.make_video(43, 12)
+    assert torch.equal(a, b) and la == lb
+    assert not torch.equal(a, c)
+    assert a.shape == (12, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+
+
+def test_video_continues_consistently():
+    """Frames [8, 16) rendered on their own equal frames 8.. of a longer render (pure function of time)."""
+    p = data.params_from_seed(7)
+    assert torch.allclose(data.render(p, 16)[:, 8:], data.render(p, 8, first=8), atol=1e-5)
+
+
+def test_balls_are_found_by_colour():
+    seed = next(s for s in range(100) if data.params_from_seed(s)["count"][0] == 1)   # one ball: no occlusion
+    video, label = data.make_video(seed, 1)
+    params = data.params_from_seed(seed)
+    found = data.find_balls(video[0])
+    assert len(found) <= label + 1
+    assert len(found) >= 1
+    centre = data.positions(params, 1, 32)[0, :, 0]       # (3, 2)
+    for colour, (x, y) in found.items():
+        slot = params["colour"][0].tolist().index(colour)
+        assert abs(x - float(centre[slot, 0])) < 1.0 and abs(y - float(centre[slot, 1])) < 1.0
+
+
+def _fixed_batch_loss(model):
+    """Loss on one fixed batch at fixed timesteps and noise: a low-variance yardstick."""
+    g = torch.Generator().manual_seed(99)
+    clean, label = data.batch(16, model.cfg.l_train, 32, g)
+    t = torch.linspace(50, 950, 16).long()[:, None].repeat_interleave(model.cfg.l_train, 1)
+    ab = diffusion.cosine_alphas_cumprod()[t][..., None, None, None]
+    noise = torch.randn(clean.shape, generator=g)
+    with torch.no_grad():
+        pred = ca2vdm.training_forward(model, clean, diffusion.q_sample(clean, noise, ab), t.float(), label, 0)
+        return diffusion.loss_fn(pred, clean, noise, ab).item()
+
+
+def test_training_smoke_lowers_loss(tmp_path):
+    """A short run of the real training loop (resumable checkpoint included) lowers the loss."""
+    import argparse
+    args = argparse.Namespace(preset="test", out=str(tmp_path), resume=None, resume_raw=None, fresh_optimizer=False,
+                              minutes=5.0, steps=30, batch=8, lr=3e-3, min_lr_frac=1.0, warmup=1, ema=0.9,
+                              label_dropout=0.1, ckpt_minutes=10.0, log_every=1, diag_every=0, device="cpu",
+                              fp32=True, seed=0)
+    train.main(args)
+    assert len(open(tmp_path / "loss.jsonl").readlines()) == 30
+    state = torch.load(tmp_path / "ckpt.pt")
+    torch.manual_seed(0)
+    before = ca2vdm.Ca2VDM(ca2vdm.Ca2Config(**state["config"]))     # the run's initial weights
+    after = ca2vdm.Ca2VDM(ca2vdm.Ca2Config(**state["config"]))
+    after.load_state_dict(state["model"])
+    assert _fixed_batch_loss(after) < 0.8 * _fixed_batch_loss(before)

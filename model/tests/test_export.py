@@ -1,0 +1,54 @@
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import export_onnx
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HAVE_ORT = os.path.isdir(os.path.join(ROOT, "node_modules", "onnxruntime-node")) and shutil.which("node")
+
+
+def run_ort(onnx_file, inputs, tmp_path):
+    """Runs the graph in onnxruntime-node, the worker's runtime; returns {output name: array}."""
+    spec = {"inputs": {}, "out_dir": str(tmp_path)}
+    for name, arr in inputs.items():
+        arr = arr.numpy()
+        dtype = "int64" if arr.dtype == np.int64 else "float32"
+        f = tmp_path / f"in_{name}.bin"
+        f.write_bytes(arr.astype(np.int64 if dtype == "int64" else np.float32).tobytes())
+        spec["inputs"][name] = {"file": str(f), "dtype": dtype, "dims": list(arr.shape)}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    subprocess.run(["node", os.path.join(os.path.dirname(__file__), "ort_run.mjs"), str(onnx_file),
+                    str(tmp_path / "spec.json")], check=True, cwd=ROOT)
+    shapes = json.loads((tmp_path / "shapes.json").read_text())
+    return {k: np.frombuffer((tmp_path / f"{k}.bin").read_bytes(), np.float32).reshape(s) for k, s in shapes.items()}
+
+
+@pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime-node is not installed (run npm install first)")
+@pytest.mark.parametrize("cached", [0, 5])
+def test_onnx_matches_pytorch(model, tmp_path, cached):
+    """The exported step equals PyTorch for an uncached call (P = 0) and a cached one."""
+    onnx_file = tmp_path / "step.onnx"
+    export_onnx.export(model, str(onnx_file))
+    x, t, label, pos, cache = export_onnx.example_inputs(model.cfg, batch=2, cached=cached)
+    with torch.no_grad():
+        want_out, want_kv = model.step(x, t, label, pos, cache)
+    got = run_ort(onnx_file, dict(x=x, t=t, label=label, pos=pos, cache=cache), tmp_path)
+    assert got["out"].shape == tuple(want_out.shape) and got["kv"].shape == tuple(want_kv.shape)
+    assert np.abs(got["out"] - want_out.numpy()).max() <= 1e-4
+    assert np.abs(got["kv"] - want_kv.numpy()).max() <= 1e-4
+
+
+def test_manifest_describes_the_graph(model, tmp_path):
+    onnx_file = tmp_path / "step.onnx"
+    export_onnx.export(model, str(onnx_file))
+    m = export_onnx.manifest(model.cfg, "tiny", str(onnx_file), {"step": 3})
+    assert m["onnx_sha256"] == export_onnx.sha256(str(onnx_file))
+    assert m["tokens_per_frame"] == model.cfg.tokens and m["head_dim"] * m["heads"] == m["width"]
+    assert len(m["schedule"]["alphas_cumprod"]) == m["schedule"]["train_timesteps"]
+    assert m["l_train"] == m["p_max"] + m["chunk_frames"]
