@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration } from 'aws-cdk-lib';
+import { CustomResource, Duration } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -21,6 +21,8 @@ export const FUNCTION_ENTRIES = {
   deliverWebhook: 'functions/deliver-webhook.ts',
   chunkDeadLetter: 'functions/chunk-dead-letter.ts',
   webhookDeadLetter: 'functions/webhook-dead-letter.ts',
+  /** Custom resource that creates the first tenant's key at deploy time (infra-owned). */
+  firstApiKey: 'infra/provision/first-api-key.ts',
 } as const;
 export type FunctionName = keyof typeof FUNCTION_ENTRIES;
 
@@ -41,9 +43,11 @@ const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
   listVideos: { read: [API_KEYS, JOBS, INDEX] },
   cancelVideo: { read: [API_KEYS, JOBS], write: [JOBS] },
   webhookSecret: { read: [API_KEYS, TENANTS], write: [TENANTS] },
-  deliverWebhook: { read: [TENANTS] },
+  // Signs with the tenant's secret, renders the job (presigned links) and notes failed deliveries.
+  deliverWebhook: { read: [TENANTS, JOBS], write: [TENANTS, WEBHOOK_FAILURES] },
   chunkDeadLetter: { read: [JOBS], write: [JOBS] },
   webhookDeadLetter: { read: [WEBHOOK_FAILURES], write: [WEBHOOK_FAILURES] },
+  firstApiKey: { write: [API_KEYS] },
 };
 
 export interface ApiProps {
@@ -64,6 +68,8 @@ export interface ApiProps {
    * stack synthesizes before or without the handler files. @default NodejsFunction bundling of FUNCTION_ENTRIES
    */
   readonly code?: lambda.Code;
+  /** Tenant of the API key created at deploy time. @default 'default' */
+  readonly firstTenant?: string;
 }
 
 /** The public REST API: API Gateway (keys, usage plan, validation) in front of one Lambda per route, and the queue consumers. */
@@ -150,6 +156,7 @@ export class Api extends Construct {
       deliverWebhook: make('deliverWebhook', consumer),
       chunkDeadLetter: make('chunkDeadLetter', consumer),
       webhookDeadLetter: make('webhookDeadLetter', consumer),
+      firstApiKey: make('firstApiKey', { timeout: Duration.seconds(60), memorySize: 256 }),
     };
     const f = this.functions;
     // The API limits the handlers enforce, from the same defaults the request model below uses.
@@ -228,7 +235,17 @@ export class Api extends Construct {
       quota: { limit: props.quotaPerDay, period: apigw.Period.DAY },
       apiStages: [{ api: this.restApi, stage: this.restApi.deploymentStage }],
     });
-    this.apiKey = this.restApi.addApiKey('DefaultKey', { description: 'First tenant key; read its value with get-api-key --include-value' });
+    // The handlers accept only keys whose hash is in the bucket, so the first key is made by a custom
+    // resource that registers it there and passes the value (NoEcho) to API Gateway.
+    const firstKey = new CustomResource(this, 'FirstApiKeyResource', {
+      serviceToken: f.firstApiKey.functionArn,
+      resourceType: 'Custom::Ca2vdmApiKey',
+      properties: { Bucket: bucket.bucketName, Tenant: props.firstTenant ?? 'default' },
+    });
+    this.apiKey = this.restApi.addApiKey('FirstKey', {
+      value: firstKey.getAttString('Value'),
+      description: `Key of tenant ${props.firstTenant ?? 'default'}; read it with get-api-key --include-value`,
+    });
     this.usagePlan.addApiKey(this.apiKey);
 
     this.suppressNag();
