@@ -6,16 +6,12 @@
  * `--self-check` loads the model, runs one denoising step and exits 0 (the image's health proof).
  * SIGTERM/SIGINT: stop taking tasks, finish the chunk in flight, exit.
  */
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { adaptersFromEnv } from './adapters.js';
+import { DEFAULT_MODEL_DIR } from './defaults.js';
 import { log } from './log.js';
 import { ModelSession, type ProviderName } from './model-session.js';
 import { selfCheck } from './self-check.js';
 import { ChunkWorker } from './worker.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const DEFAULT_MODEL_DIR = path.join(ROOT, 'model', 'artifacts', 'balls32-v1');
 
 async function main(argv: string[]): Promise<number> {
   const modelDir = process.env.MODEL_DIR ?? DEFAULT_MODEL_DIR;

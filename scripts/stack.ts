@@ -1,0 +1,91 @@
+/**
+ * The embedded stack: everything the AWS deployment runs, in one process on one machine. The same
+ * handlers behind a loopback HTTP server, the local store (a folder) and queues, chunk workers on
+ * the CPU execution provider, the webhook dispatcher and the chunk dead-letter handler.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import * as path from 'node:path';
+import { failJobOfDeadChunk } from '../functions/chunk-dead-letter.js';
+import { startApiServer } from '../functions/local/server.js';
+import { localAdapters, type Adapters } from '../gpu-worker/adapters.js';
+import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
+import { log } from '../gpu-worker/log.js';
+import { ModelSession, type ProviderName } from '../gpu-worker/model-session.js';
+import { ChunkWorker, type TaskEvent } from '../gpu-worker/worker.js';
+import { DEFAULT_API_CONFIG } from '../shared/api/config.js';
+import { ensureLocalApiKey } from '../shared/auth/api-keys.js';
+import { startWebhookDispatcher } from '../shared/webhooks/dispatcher.js';
+
+export interface EmbeddedStackOptions {
+  dataDir: string;
+  port?: number;
+  workers?: number;
+  modelDir?: string;
+  provider?: ProviderName;
+  /** Webhooks to 127.0.0.1 (local testing only; off unless asked for). */
+  allowLoopbackWebhooks?: boolean;
+  onTask?: (event: TaskEvent) => void;
+}
+
+export interface EmbeddedStack {
+  url: string;
+  apiKey: string;
+  tenant: string;
+  keyCreated: boolean;
+  model: ModelSession;
+  adapters: Adapters;
+  close(): Promise<void>;
+}
+
+export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<EmbeddedStack> {
+  await mkdir(opts.dataDir, { recursive: true });
+  const adapters = localAdapters(opts.dataDir);
+  const model = await ModelSession.open(opts.modelDir ?? DEFAULT_MODEL_DIR, opts.provider ?? 'cpu');
+  const { key, tenant, created } = await ensureLocalApiKey(adapters.store);
+  // The CLI reads the key from here when none is given.
+  await writeFile(path.join(opts.dataDir, 'api-key'), key + '\n', { mode: 0o600 });
+
+  const allowLoopback = opts.allowLoopbackWebhooks ?? false;
+  const api = await startApiServer({
+    ...adapters, manifest: model.manifest, port: opts.port ?? 8080,
+    config: { ...DEFAULT_API_CONFIG, requireHttpsWebhooks: false, allowLoopbackWebhooks: allowLoopback },
+  });
+  const workers = Array.from({ length: opts.workers ?? 1 }, () =>
+    new ChunkWorker({ ...adapters, model, waitSec: 1, onTask: opts.onTask }));
+  const loops = workers.map((w) => w.run());
+  const dispatcher = startWebhookDispatcher({ store: adapters.store, webhookQueue: adapters.webhookQueue, allowLoopback, baseUrl: api.url });
+  const deadLetters = consumeDeadLetters(adapters);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: api.url, apiKey: key, tenant, keyCreated: created, model, adapters,
+    close: () => (closing ??= (async () => {
+      await api.close();
+      await Promise.all(workers.map((w) => w.close()));
+      await Promise.allSettled(loops);
+      await dispatcher.close();
+      await deadLetters.close();
+      await model.release();
+    })()),
+  };
+}
+
+/** The embedded twin of the chunk-dead-letter Lambda: a dead chunk task fails its job with a reason. */
+function consumeDeadLetters(adapters: Adapters): { close(): Promise<void> } {
+  const queue = adapters.chunkDeadLetters;
+  let stopped = false;
+  const loop = (async () => {
+    while (queue && !stopped) {
+      try {
+        for (const m of await queue.receive({ max: 10, visibilitySec: 30, waitSec: 1 })) {
+          await failJobOfDeadChunk(adapters, m.body);
+          await queue.delete(m.receiptHandle);
+        }
+      } catch (error) {
+        log.warn('dead-letter handling failed, retrying', { error: String(error) });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  })();
+  return { close: async () => { stopped = true; await loop; } };
+}

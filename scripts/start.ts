@@ -1,0 +1,36 @@
+/**
+ * `npm start`: the embedded stack as a server for curl and the CLI. Environment: PORT (8080),
+ * DATA_DIR (.data), WORKERS (1), ORT_PROVIDER (cpu), ALLOW_LOOPBACK_WEBHOOKS (off).
+ */
+import { startEmbeddedStack } from './stack.js';
+import type { ProviderName } from '../gpu-worker/model-session.js';
+
+const stack = await startEmbeddedStack({
+  dataDir: process.env.DATA_DIR ?? '.data',
+  port: Number(process.env.PORT ?? 8080),
+  workers: Number(process.env.WORKERS ?? 1),
+  provider: (process.env.ORT_PROVIDER ?? 'cpu') as ProviderName,
+  allowLoopbackWebhooks: process.env.ALLOW_LOOPBACK_WEBHOOKS === '1',
+});
+const m = stack.model.manifest;
+process.stdout.write(`
+ca2vdm embedded stack
+  API       ${stack.url}
+  API key   ${stack.apiKey}   (tenant ${stack.tenant}${stack.keyCreated ? ', created now' : ''}; also in ${process.env.DATA_DIR ?? '.data'}/api-key)
+  model     ${m.name}: ${m.frame.width}x${m.frame.height}, ${m.chunk_frames} frames per chunk, labels ${JSON.stringify(m.labels)} (${stack.model.provider})
+
+  curl -X POST ${stack.url}/v1/videos -H "Authorization: Bearer ${stack.apiKey}" \\
+       -H 'content-type: application/json' -d '{"frames": 32, "label": "2 balls", "seed": 1}'
+  npx ca2vdm generate --frames 32 --label "2 balls" --out video.mp4
+
+Ctrl-C stops (the chunk in flight finishes first).
+`);
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('stopping...\n');
+    void stack.close().then(() => process.exit(0));
+  });
+}
