@@ -48,67 +48,75 @@ def ddim_update(x, pred, ab, ab_prev):
 
 
 def _guided(model, x, t, labels, pos, cache, guidance):
-    """One model call; with guidance the batch is [conditional, null label] and combined."""
+    """One model call; with guidance the batch is [conditional rows, null-label rows], combined."""
     out, kv = model.step(x, t, labels, pos, cache)
     if guidance is not None:
-        cond, uncond = out[:1], out[1:]
+        cond, uncond = out.chunk(2)
         out = uncond + guidance * (cond - uncond)
     return out, kv
 
 
 @torch.no_grad()
 def generate(model, frames, label, init=None, steps=25, guidance=2.0, seed=0, use_cache=True):
-    """Generate `frames` new frames after `init` (F0, C, H, W) chunk by chunk.
+    """Generate `frames` new frames after `init` (F0, C, H, W) for one label: (frames, C, H, W)."""
+    init = init[None] if init is not None else None
+    return generate_batch(model, frames, [label], init, steps, guidance, seed, use_cache)[0]
+
+
+@torch.no_grad()
+def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, seed=0, use_cache=True):
+    """Generate `frames` new frames for N videos chunk by chunk, after `init` (N, F0, C, H, W).
     With use_cache the conditioning K/V are computed once per chunk (the t = 0 pass) and shared by
     all steps; without it every step recomputes all conditioning frames (the baseline).
-    Returns (frames, C, H, W)."""
+    Returns (N, frames, C, H, W)."""
     cfg = model.cfg
     dev = next(model.parameters()).device
     ab_all = cosine_alphas_cumprod().to(dev)
     ts = sample_timesteps(steps)
-    rows = 2 if guidance is not None else 1
-    labels = torch.tensor([label, cfg.num_labels][:rows], device=dev)
-    hist = init.to(dev) if init is not None else torch.zeros(0, cfg.channels, cfg.frame_size,
-                                                              cfg.frame_size, device=dev)
+    n = len(labels)
+    lab = torch.tensor(list(labels), device=dev)
+    if guidance is not None:                                # rows: [conditional..., null...]
+        lab = torch.cat([lab, torch.full_like(lab, cfg.num_labels)])
+    rows = lab.shape[0]
+    reps = rows // n
+    shape = (cfg.channels, cfg.frame_size, cfg.frame_size)
+    hist = init.to(dev) if init is not None else torch.zeros(n, 0, *shape, device=dev)    # (N, F, C, H, W)
     cache = model.empty_cache(rows, dev)
-    if use_cache and len(hist):
-        cache = cache_write(model, hist, labels, 0)
-    made = 0
+    if use_cache and hist.shape[1]:
+        cache = cache_write(model, hist.repeat(reps, 1, 1, 1, 1), lab, 0)
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    made, l = 0, cfg.chunk
     while made < frames:
-        l = cfg.chunk
-        start = len(hist)                                   # global index of the chunk's first frame
-        x = torch.randn(1, l, cfg.channels, cfg.frame_size, cfg.frame_size, generator=gen).to(dev)
+        start = hist.shape[1]                               # global index of the chunk's first frame
+        x = torch.randn(n, l, *shape, generator=gen).to(dev)
         for i, t in enumerate(ts):
             ab = ab_all[t]
             ab_prev = ab_all[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=dev)
-            xx = x.expand(rows, -1, -1, -1, -1)
+            xx = x.repeat(reps, 1, 1, 1, 1)
             tt = torch.full((rows, l), float(t), device=dev)
             if use_cache:
-                pred, _ = _guided(model, xx, tt, labels, torch.tensor([start], device=dev), cache, guidance)
+                pred, _ = _guided(model, xx, tt, lab, torch.tensor([start], device=dev), cache, guidance)
             else:                                           # recompute the window's clean frames
-                ctx = hist[max(0, start - cfg.p_max):].expand(rows, -1, -1, -1, -1)
+                ctx = hist[:, max(0, start - cfg.p_max):].repeat(reps, 1, 1, 1, 1)
                 xin = torch.cat([ctx, xx], 1)
                 tin = torch.cat([torch.zeros(rows, ctx.shape[1], device=dev), tt], 1)
-                pred, _ = _guided(model, xin, tin, labels, torch.tensor([start - ctx.shape[1]], device=dev),
+                pred, _ = _guided(model, xin, tin, lab, torch.tensor([start - ctx.shape[1]], device=dev),
                                   model.empty_cache(rows, dev), guidance)
                 pred = pred[:, -l:]
             x, _ = ddim_update(x, pred, ab, ab_prev)
-        hist = torch.cat([hist, x[0]], 0)
+        hist = torch.cat([hist, x], 1)
         if use_cache:
-            kv = cache_write(model, x[0], labels, start, cache)
+            kv = cache_write(model, x.repeat(reps, 1, 1, 1, 1), lab, start, cache)
             cache = torch.cat([cache, kv], 0)[-cfg.p_max:]
         made += l
-    return hist[len(hist) - made:][:frames]
+    return hist[:, hist.shape[1] - made:][:, :frames]
 
 
 def cache_write(model, clean, labels, start, cache=None):
-    """The t = 0 pass over clean frames (F, C, H, W): their K/V in every layer (F, depth, 2, B, N, D)."""
-    rows = labels.shape[0]
+    """The t = 0 pass over clean frames (B, F, C, H, W): their K/V in every layer (F, depth, 2, B, N, D)."""
     dev = clean.device
     if cache is None:
-        cache = model.empty_cache(rows, dev)
-    x = clean[None].expand(rows, -1, -1, -1, -1)
-    t = torch.zeros(rows, clean.shape[0], device=dev)
-    _, kv = model.step(x, t, labels, torch.tensor([start], device=dev), cache)
+        cache = model.empty_cache(clean.shape[0], dev)
+    t = torch.zeros(clean.shape[0], clean.shape[1], device=dev)
+    _, kv = model.step(clean, t, labels, torch.tensor([start], device=dev), cache)
     return kv

@@ -90,11 +90,16 @@ def main(args):
                       count=[], center=[]) for _ in range(chunks)]
     rows, start = [], time.time()
 
-    # Continuations of held-out videos
-    for i in range(args.seeds):
-        video, label = data.make_video(HELD_OUT_SEED + i, given + n_new, cfg.frame_size)
-        gen = diffusion.generate(model, n_new, label, init=video[:given], steps=args.steps,
-                                 guidance=args.guidance, seed=i)
+    # Continuations of held-out videos, generated in batches (one model call serves many videos)
+    videos = [data.make_video(HELD_OUT_SEED + i, given + n_new, cfg.frame_size) for i in range(args.seeds)]
+    generated = []
+    for b in range(0, args.seeds, args.batch):
+        part = videos[b:b + args.batch]
+        generated += list(diffusion.generate_batch(
+            model, n_new, [lab for _, lab in part], init=torch.stack([v[:given] for v, _ in part]),
+            steps=args.steps, guidance=args.guidance, seed=b))
+        print(f"generated {len(generated)}/{args.seeds} in {time.time() - start:.0f} s", flush=True)
+    for i, ((video, label), gen) in enumerate(zip(videos, generated)):
         for k in range(chunks):
             sl = slice(given + k * cfg.chunk, given + (k + 1) * cfg.chunk)
             true, g = video[sl], gen[k * cfg.chunk:(k + 1) * cfg.chunk]
@@ -110,11 +115,10 @@ def main(args):
             m["center"] += errors
         if i < 6:
             rows += [video, torch.cat([video[:given], gen])]
-        print(f"seed {i}: chunk psnr " + " ".join(f"{per_chunk[k]['psnr'][-1]:.1f}" for k in range(chunks)), flush=True)
 
     # Unconditional samples per label
-    uncond = [diffusion.generate(model, n_new, lab, steps=args.steps, guidance=args.guidance, seed=100 + lab)
-              for lab in range(cfg.num_labels)]
+    uncond = list(diffusion.generate_batch(model, n_new, list(range(cfg.num_labels)), steps=args.steps,
+                                           guidance=args.guidance, seed=100))
     mean = lambda v: round(sum(v) / max(len(v), 1), 4)
     result = {
         "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance, "given_frames": given,
@@ -142,4 +146,5 @@ if __name__ == "__main__":
     p.add_argument("--chunks", type=int, default=4)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--batch", type=int, default=16, help="videos generated together")
     main(p.parse_args())

@@ -70,3 +70,12 @@ def test_sampling_with_cache_equals_recompute(model):
     b = diffusion.generate(model, 8, label=1, init=init, steps=4, guidance=2.0, seed=3, use_cache=False)
     assert a.shape == (8, 3, 32, 32)
     assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_batched_sampling_with_cache_equals_recompute(model):
+    """The same holds for a batch of videos with different labels (as eval.py runs them)."""
+    init = _clip(model, 4, batch=2).clamp(-1, 1)
+    a = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4, use_cache=True)
+    b = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4, use_cache=False)
+    assert a.shape == (2, 8, 3, 32, 32)
+    assert torch.allclose(a, b, atol=1e-4)

@@ -1,0 +1,145 @@
+/**
+ * `npm run bench`: 80 frames after 4 given ones on the shipped model, generated
+ *   (a) with the cache, through the real pipeline (embedded store and queue, one worker), and
+ *   (b) by the no-cache baseline: same graph and sampler, every conditioning frame recomputed at
+ *       every denoising step (as OS-Ext does), no storage at all.
+ * Prints the figures and writes bench/results/latest.json.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { localAdapters } from '../gpu-worker/adapters.js';
+import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
+import { ModelSession } from '../gpu-worker/model-session.js';
+import { ChunkWorker } from '../gpu-worker/worker.js';
+import { readJob } from '../shared/jobs/job-store.js';
+import { pngsToFrames } from '../shared/media/png.js';
+import { frameFloats } from '../shared/model/manifest.js';
+import { denoise } from '../shared/sampler/ddim.js';
+import { gaussianNoise } from '../shared/sampler/noise.js';
+import { ddimSchedule } from '../shared/sampler/schedule.js';
+import { submitJob } from '../test/worker/fixtures.js';
+import { CountingStore } from './counting-store.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const FRAMES = Number(process.env.BENCH_FRAMES ?? 80);
+const GIVEN = 4;
+const seconds = (start: number) => (performance.now() - start) / 1000;
+const round = (v: number, d = 3) => Math.round(v * 10 ** d) / 10 ** d;
+
+const model = await ModelSession.open(process.env.MODEL_DIR ?? DEFAULT_MODEL_DIR);
+const m = model.manifest;
+const steps = m.default_steps;
+const guidance = 2;
+const label = 1;
+const assets = path.join(ROOT, 'scripts', 'assets');
+const initPngs = await Promise.all([0, 1, 2, 3].map((i) => readFile(path.join(assets, `demo-init-${i}.png`))));
+
+// Warm-up: the first run of a graph pays for allocation and kernel selection.
+await model.step({ x: new Float32Array(2 * m.chunk_frames * frameFloats(m)), t: new Float32Array(2 * m.chunk_frames).fill(500),
+  labels: [label, m.null_label ?? 0], pos: 0, cache: new Float32Array(0), cacheFrames: 0, rows: 2, frames: m.chunk_frames });
+
+// (a) Cached, through the pipeline.
+const dataDir = path.join(os.tmpdir(), `ca2vdm-bench-${process.pid}`);
+const adapters = localAdapters(dataDir);
+const store = new CountingStore(adapters.store);
+const job = await submitJob({ store, chunkQueue: adapters.chunkQueue }, m,
+  { frames: FRAMES, steps, guidance, label, seed: 3, initPngs });
+const taskSeconds: number[] = [];
+const bytesWritten: number[] = [];
+const bytesRead: number[] = [];
+const modelBefore = model.modelSeconds;
+let done!: () => void;
+const finished = new Promise<void>((r) => (done = r));
+const worker = new ChunkWorker({
+  ...adapters, store, model, waitSec: 0.2,
+  onTask: (e) => {
+    taskSeconds.push(round(e.seconds));
+    const io = store.take();
+    bytesWritten.push(io.written);
+    bytesRead.push(io.read);
+    if (e.outcome === 'finalized' || e.outcome === 'failed') done();
+  },
+});
+const startCached = performance.now();
+const running = worker.run();
+await finished;
+const cachedSeconds = seconds(startCached);
+const cachedModelSeconds = model.modelSeconds - modelBefore;
+await worker.close();
+await running;
+const result = (await readJob(adapters.store, job.tenant, job.id))!.job;
+if (result.status !== 'succeeded') throw new Error(`cached run ended ${result.status}: ${JSON.stringify(result.error)}`);
+// Per chunk: the chunk step up to its job update (as recorded in the job); finalize is reported apart.
+const cachedChunkSeconds = result.metrics.chunk_seconds;
+const finalizeSeconds = taskSeconds.at(-1)! - cachedChunkSeconds.at(-1)!;
+
+// (b) Baseline: recompute the window of clean conditioning frames at every step.
+const l = m.chunk_frames;
+const ff = frameFloats(m);
+const schedule = ddimSchedule(m.schedule.alphas_cumprod, steps);
+let history = pngsToFrames(initPngs, { ...m.frame });
+const baselineChunkSeconds: number[] = [];
+const startBaseline = performance.now();
+for (let k = 0; k * l < FRAMES; k++) {
+  const started = performance.now();
+  const total = history.length / ff;
+  const ctx = Math.min(total, m.p_max);
+  const context = history.subarray((total - ctx) * ff);
+  const F = ctx + l;
+  const clean = await denoise({
+    noise: gaussianNoise(l * ff, { seed: 3, chunk: k }), steps: schedule, prediction: m.prediction, range: m.frame.range, guidance,
+    model: async (x, t, rows) => {
+      const xin = new Float32Array(rows * F * ff);
+      const tin = new Float32Array(rows * F);
+      for (let r = 0; r < rows; r++) {
+        xin.set(context, r * F * ff);
+        xin.set(x.subarray(r * l * ff, (r + 1) * l * ff), (r * F + ctx) * ff);
+        tin.fill(t, r * F + ctx, (r + 1) * F);
+      }
+      const { prediction } = await model.step({ x: xin, t: tin, labels: [label, m.null_label ?? 0], pos: total - ctx,
+        cache: new Float32Array(0), cacheFrames: 0, rows, frames: F });
+      const out = new Float32Array(rows * l * ff);
+      for (let r = 0; r < rows; r++) out.set(prediction.subarray((r * F + ctx) * ff, (r + 1) * F * ff), r * l * ff);
+      return out;
+    },
+  });
+  const next = new Float32Array(history.length + clean.length);
+  next.set(history);
+  next.set(clean, history.length);
+  history = next;
+  baselineChunkSeconds.push(round(seconds(started)));
+}
+const baselineSeconds = seconds(startBaseline);
+
+const cpu = os.cpus();
+const report = {
+  frames: FRAMES,
+  given_frames: GIVEN,
+  chunk_frames: l,
+  p_max: m.p_max,
+  steps,
+  guidance,
+  model: m.name,
+  provider: model.provider,
+  cached_seconds: round(cachedSeconds),
+  baseline_seconds: round(baselineSeconds),
+  speedup: round(baselineSeconds / cachedSeconds, 2),
+  cached_chunk_seconds: cachedChunkSeconds,
+  baseline_chunk_seconds: baselineChunkSeconds,
+  finalize_seconds: round(finalizeSeconds),
+  last_over_second_chunk: round(cachedChunkSeconds.at(-1)! / cachedChunkSeconds[1], 2),
+  model_seconds: round(cachedModelSeconds),
+  overhead_fraction: round((cachedSeconds - cachedModelSeconds) / cachedSeconds, 4),
+  bytes_written_per_chunk: bytesWritten,
+  bytes_read_per_chunk: bytesRead,
+  machine: `${cpu[0]?.model ?? 'unknown cpu'} x${cpu.length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.arch()}, node ${process.version}`,
+  date: new Date().toISOString(),
+};
+await mkdir(path.join(ROOT, 'bench', 'results'), { recursive: true });
+await writeFile(path.join(ROOT, 'bench', 'results', 'latest.json'), JSON.stringify(report, null, 2) + '\n');
+await model.release();
+console.log(JSON.stringify(report, null, 2));
+console.log(`\ncached ${report.cached_seconds} s vs baseline ${report.baseline_seconds} s: ${report.speedup}x; ` +
+  `pipeline overhead ${(report.overhead_fraction * 100).toFixed(1)}% of the cached run; written to bench/results/latest.json`);
