@@ -99,7 +99,7 @@ for (let k = 0; k * l < FRAMES; k++) {
         tin.fill(t, r * F + ctx, (r + 1) * F);
       }
       const { prediction } = await model.step({ x: xin, t: tin, labels: [label, m.null_label ?? 0], pos: total - ctx,
-        cache: new Float32Array(0), cacheFrames: 0, rows, frames: F });
+        cache: new Float32Array(0), cacheFrames: 0, rows, frames: F }, 'prediction');
       const out = new Float32Array(rows * l * ff);
       for (let r = 0; r < rows; r++) out.set(prediction.subarray((r * F + ctx) * ff, (r + 1) * F * ff), r * l * ff);
       return out;

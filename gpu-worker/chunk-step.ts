@@ -10,6 +10,7 @@
  */
 import { assembleCache, planCacheRead, type SegmentInfo } from '../shared/cache/assemble.js';
 import { CacheError } from '../shared/cache/errors.js';
+import { f16ToF32, f32ToF16 } from '../shared/cache/f16.js';
 import { decodeSegment, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
@@ -27,13 +28,17 @@ import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { geometry, jobPlan, type JobPlan } from './job-plan.js';
+import { log } from './log.js';
 import type { ModelSession } from './model-session.js';
+import type { SegmentMemo } from './segment-memo.js';
 
 export interface ChunkDeps {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
   model: ModelSession;
+  /** Decoded segments kept between chunks; absent = always read from the store. */
+  segmentMemo?: SegmentMemo;
 }
 
 export type ChunkOutcome = 'computed' | 'finalized' | 'skipped' | 'canceled';
@@ -43,6 +48,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const m = model.manifest;
   const k = task.chunk;
   const started = performance.now();
+  const phases = new PhaseTimer();
 
   // 1. The job decides: gone, finished, canceled, or this chunk already done (a redelivery).
   const current = await readJob(store, task.tenant, task.job);
@@ -63,33 +69,36 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const firstFrame = plan.initFrames + k * plan.chunkFrames;
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
   const { cache, frames: P } = await readCache(deps, job, plan, firstFrame);
+  phases.mark('cache_read');
 
   // 3. Denoise chunk k, every step attending to the same cache (cache sharing).
   const l = plan.chunkFrames;
-  const step = (x: Float32Array, t: number, rows: number, cacheIn: Float32Array, cacheFrames: number) =>
-    model.step({ x, t: new Float32Array(rows * l).fill(t), labels: plan.labels, pos: firstFrame,
-      cache: cacheIn, cacheFrames, rows, frames: l });
+  const input = (x: Float32Array, t: number, rows: number) =>
+    ({ x, t: new Float32Array(rows * l).fill(t), labels: plan.labels, pos: firstFrame, cache, cacheFrames: P, rows, frames: l });
   const clean = await denoise({
     noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }),
     steps: ddimSchedule(m.schedule.alphas_cumprod, job.request.steps),
     prediction: m.prediction,
     range: m.frame.range,
     guidance: plan.guided ? job.request.guidance : undefined,
-    model: async (x, t, rows) => (await step(x, t, rows, cache, P)).prediction,
+    model: async (x, t, rows) => (await model.step(input(x, t, rows), 'prediction')).prediction,
     signal,
   }); // [l, C, H, W]
+  phases.mark('denoise');
 
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk.
+  const writes: Promise<unknown>[] = [];
   if (k + 1 < plan.chunksTotal) {
-    const { kv } = await step(repeatRows(clean, plan.rows), 0, plan.rows, cache, P);
-    await putOnce(store, cacheSegmentKey(job.tenant, job.id, k),
-      encodeSegment(kv, segmentMeta(job, m, plan, k, firstFrame, l), m.kv_dtype));
+    const { kv } = await model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv');
+    writes.push(writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l)));
   }
 
   // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs.
   const keep = Math.min(l, plan.framesTotal - k * l);
   const pngs = framesToPngs(clean.subarray(0, keep * frameFloats(m)), geometry(m));
-  await Promise.all(pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })));
+  writes.push(...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })));
+  await Promise.all(writes);
+  phases.mark('write');
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
   const seconds = (performance.now() - started) / 1000;
@@ -107,6 +116,8 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   if (!updated) return 'skipped';
   job = updated.job;
   await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
+  phases.mark('job_update');
+  log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
 
   // 7. Next chunk, or the end of the video.
   return resumeAfter(deps, job, plan, k);
@@ -150,8 +161,15 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
   const { kv } = await model.step({
     x: repeatRows(frames, plan.rows), t: new Float32Array(plan.rows * n), labels: plan.labels, pos: 0,
     cache: new Float32Array(0), cacheFrames: 0, rows: plan.rows, frames: n,
-  });
-  await putOnce(store, key, encodeSegment(kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n), m.kv_dtype));
+  }, 'kv');
+  await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
+}
+
+/** Encodes and stores a segment once; the memo keeps exactly the stored (decoded) values. */
+async function writeSegment(deps: ChunkDeps, key: string, kv: Float32Array, meta: ReturnType<typeof segmentMeta>) {
+  const m = deps.model.manifest;
+  await putOnce(deps.store, key, encodeSegment(kv, meta, m.kv_dtype));
+  deps.segmentMemo?.set(key, m.kv_dtype === 'float16' ? f16ToF32(f32ToF16(kv)) : kv);
 }
 
 /** Reads only the newest segments covering min(available, P_max) frames before `endFrame`. */
@@ -168,10 +186,14 @@ async function readCache(deps: ChunkDeps, job: Job, plan: JobPlan, endFrame: num
   const frameShape = [m.depth, 2, plan.rows, m.tokens_per_frame, m.width];
   const data = await Promise.all(readPlan.segments.map(async (seg) => {
     const key = cacheSegmentKey(job.tenant, job.id, seg.chunk === PREFIX_CHUNK ? 'prefix' : seg.chunk);
+    const memo = deps.segmentMemo?.get(key);
+    if (memo) return memo;
     const obj = await deps.store.get(key);
     if (!obj) throw new ChunkFailure('cache_missing', `cache segment ${key} is missing`);
     try {
-      return decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape }).data;
+      const { data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape });
+      deps.segmentMemo?.set(key, data);
+      return data;
     } catch (err) {
       if (err instanceof CacheError) throw new ChunkFailure('cache_corrupt', `cache segment ${key}: ${err.message}`, err);
       throw err;
@@ -204,3 +226,15 @@ function repeatRows(x: Float32Array, rows: number): Float32Array {
 }
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
+
+/** Milliseconds spent in each phase of a chunk, for the debug log. */
+class PhaseTimer {
+  readonly spans: Record<string, number> = {};
+  private last = performance.now();
+
+  mark(name: string): void {
+    const now = performance.now();
+    this.spans[name] = Math.round(now - this.last);
+    this.last = now;
+  }
+}

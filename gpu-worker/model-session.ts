@@ -22,6 +22,9 @@ export interface StepOutput {
   kv: Float32Array; // [F, depth, 2, rows, N, width]
 }
 
+/** Which outputs a call needs: a denoising step needs only the prediction, the cache write only kv. */
+export type StepFetch = 'prediction' | 'kv';
+
 /** The model as the pipeline sees it: its manifest and the step graph. */
 export class ModelSession {
   /** Seconds spent inside the step graph, for the pipeline's overhead figures. */
@@ -59,7 +62,9 @@ export class ModelSession {
     throw lastError;
   }
 
-  async step(input: StepInput): Promise<StepOutput> {
+  async step(input: StepInput): Promise<StepOutput>;
+  async step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
+  async step(input: StepInput, fetch?: StepFetch): Promise<Partial<StepOutput>> {
     const m = this.manifest;
     const { rows, frames: F, cacheFrames: P } = input;
     const { channels: C, height: H, width: W } = m.frame;
@@ -72,13 +77,13 @@ export class ModelSession {
       [io.inputs.cache]: new ort.Tensor('float32', input.cache, [P, m.depth, 2, rows, m.tokens_per_frame, m.width]),
     };
     const started = performance.now();
-    const out = await this.session.run(feeds);
+    // Fetching one output spares copying the other (kv is ~100x a chunk's pixels) into JS memory.
+    const names = fetch ? [io.outputs[fetch]] : [io.outputs.prediction, io.outputs.kv];
+    const out = await this.session.run(feeds, names);
     this.modelSeconds += (performance.now() - started) / 1000;
     this.calls++;
-    return {
-      prediction: out[io.outputs.prediction].data as Float32Array,
-      kv: out[io.outputs.kv].data as Float32Array,
-    };
+    const data = (name: string) => out[name]?.data as Float32Array | undefined;
+    return { prediction: data(io.outputs.prediction), kv: data(io.outputs.kv) };
   }
 
   async release(): Promise<void> {

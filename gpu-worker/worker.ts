@@ -7,6 +7,7 @@ import { runChunkStep, type ChunkDeps, type ChunkOutcome } from './chunk-step.js
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { VisibilityHeartbeat } from './heartbeat.js';
 import { log } from './log.js';
+import { SegmentMemo } from './segment-memo.js';
 import { TaskProtection } from './task-protection.js';
 
 export interface WorkerOptions extends ChunkDeps {
@@ -14,6 +15,8 @@ export interface WorkerOptions extends ChunkDeps {
   visibilitySec?: number;
   /** Long-poll wait of one receive; also bounds how long close() waits for an idle loop. Default 2 s. */
   waitSec?: number;
+  /** Bytes of decoded cache segments kept between chunks (default 256 MiB; 0 = always read the store). */
+  segmentMemoBytes?: number;
   /** Release the ONNX session on close (when this worker owns it). */
   ownsModel?: boolean;
   protection?: TaskProtection;
@@ -39,8 +42,11 @@ export class ChunkWorker {
   private readonly heartbeat: VisibilityHeartbeat;
   private readonly visibilitySec: number;
   private readonly protection: TaskProtection;
+  private readonly deps: ChunkDeps;
 
   constructor(private readonly opts: WorkerOptions) {
+    const memoBytes = opts.segmentMemoBytes ?? 256 * 2 ** 20;
+    this.deps = { ...opts, segmentMemo: memoBytes > 0 ? new SegmentMemo(memoBytes) : undefined };
     this.visibilitySec = opts.visibilitySec ?? 60;
     this.heartbeat = new VisibilityHeartbeat(opts.chunkQueue, this.visibilitySec);
     this.protection = opts.protection ?? new TaskProtection();
@@ -107,7 +113,7 @@ export class ChunkWorker {
     let outcome: TaskEvent['outcome'] = 'retry';
     let error: string | undefined;
     try {
-      outcome = await runChunkStep(this.opts, task, controller.signal);
+      outcome = await runChunkStep(this.deps, task, controller.signal);
       await this.opts.chunkQueue.delete(message.receiptHandle);
       log.info('chunk task done', { ...fields, outcome, seconds: elapsed(started) });
     } catch (err) {
