@@ -3,8 +3,9 @@
 Read top to bottom: config, embedders, attention, the block, the model, positional embeddings,
 size presets. One `forward` serves training, cached sampling, the cache-write pass (t = 0 on a
 clean chunk) and the no-cache baseline; they differ only in the temporal attention mask and in
-which K/V are prepended. K/V are laid out frames-first, (F, depth, 2, B, N, D), so a cache is a
-concatenation of per-chunk segments along its first axis.
+which K/V are prepended. The K/V a call returns are laid out frames-first, (F, depth, 2, B, N, D),
+so stored segments concatenate along their first axis; the cache a call takes is in attention
+layout, (depth, 2, B, N, H, P, hd), so no layer has to slice or transpose it (`cache_from_kv`).
 """
 import math
 from dataclasses import dataclass, asdict
@@ -128,17 +129,16 @@ class CausalTemporalAttention(nn.Module):
         self.proj = nn.Linear(cfg.width, cfg.width)
 
     def forward(self, x, cache_k, cache_v, mask):
-        # x: (B, F, N, D); cache_k/v: (P, B, N, D); mask: (F, P + F) bool
+        # x: (B, F, N, D); cache_k/v: (B, N, H, P, hd) (attention layout); mask: (F, P + F) bool
         B, F, N, D = x.shape
         q, k, v = self.qkv(x).chunk(3, dim=-1)             # (B, F, N, D) each
         new_kv = torch.stack([k, v]).permute(2, 0, 1, 3, 4)  # (F, 2, B, N, D)
-        k = torch.cat([cache_k, k.transpose(0, 1)], 0)     # (P+F, B, N, D)
-        v = torch.cat([cache_v, v.transpose(0, 1)], 0)
 
-        def split(z):                                      # (S, B, N, D) -> (B, N, H, S, hd)
-            return z.reshape(z.shape[0], B, N, self.heads, self.hd).permute(1, 2, 3, 0, 4)
-        q = q.reshape(B, F, N, self.heads, self.hd).permute(0, 2, 3, 1, 4)  # (B, N, H, F, hd)
-        out = attention(q, split(k), split(v), mask)       # (B, N, H, F, hd)
+        def heads(z):                                      # (B, F, N, D) -> (B, N, H, F, hd)
+            return z.reshape(B, F, N, self.heads, self.hd).permute(0, 2, 3, 1, 4)
+        k = torch.cat([cache_k, heads(k)], 3)              # (B, N, H, P+F, hd)
+        v = torch.cat([cache_v, heads(v)], 3)
+        out = attention(heads(q), k, v, mask)              # (B, N, H, F, hd)
         out = out.permute(0, 3, 1, 2, 4).reshape(B, F, N, D)
         return self.proj(out), new_kv
 
@@ -234,21 +234,21 @@ class Ca2VDM(nn.Module):
 
     def forward(self, x, t, label, frame_index, cache, mask):
         """x: (B, F, C, H, W); t: (B, F); label: (B,); frame_index: (F,) global frame indices;
-        cache: (P, depth, 2, B, N, D); mask: (F, P + F) bool.
+        cache: (depth, 2, B, N, H, P, hd); mask: (F, P + F) bool.
         Returns the prediction (B, F, C, H, W) and the K/V of x's frames (F, depth, 2, B, N, D)."""
         h = self.patch_embed(self.patchify(x))             # (B, F, N, D)
         h = h + self.spatial_pos + temporal_pos_embed(frame_index, self.cfg)[None, :, None]
         c = self.t_embed(t) + self.y_embed(label)[:, None]  # (B, F, D)
         kvs = []
         for i, blk in enumerate(self.blocks):
-            h, kv = blk(h, c, cache[:, i, 0], cache[:, i, 1], mask)
+            h, kv = blk(h, c, cache[i, 0], cache[i, 1], mask)
             kvs.append(kv)
         out = self.unpatchify(self.final(h, c))            # (B, F, C, H, W)
         return out, torch.stack(kvs, 1)                    # (F, depth, 2, B, N, D)
 
     def step(self, x, t, label, pos, cache):
         """The exported step: x's frames follow the P cached frames; causal within x."""
-        P, F = cache.shape[0], x.shape[1]
+        P, F = cache.shape[5], x.shape[1]
         frame_index = pos + torch.arange(F, device=x.device)                  # (F,)
         rows = torch.arange(F, device=x.device)[:, None] + P
         mask = torch.arange(P + F, device=x.device)[None, :] <= rows          # (F, P + F)
@@ -256,7 +256,13 @@ class Ca2VDM(nn.Module):
 
     def empty_cache(self, batch, device=None):
         cfg = self.cfg
-        return torch.zeros(0, cfg.depth, 2, batch, cfg.tokens, cfg.width, device=device)
+        return torch.zeros(cfg.depth, 2, batch, cfg.tokens, cfg.heads, 0, cfg.head_dim, device=device)
+
+    def cache_from_kv(self, kv):
+        """K/V as returned, (P, depth, 2, B, N, D), to the cache layout (depth, 2, B, N, H, P, hd)."""
+        cfg = self.cfg
+        P, B = kv.shape[0], kv.shape[3]
+        return kv.reshape(P, cfg.depth, 2, B, cfg.tokens, cfg.heads, cfg.head_dim).permute(1, 2, 3, 4, 5, 0, 6)
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,14 +81,15 @@ def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, see
     reps = rows // n
     shape = (cfg.channels, cfg.frame_size, cfg.frame_size)
     hist = init.to(dev) if init is not None else torch.zeros(n, 0, *shape, device=dev)    # (N, F, C, H, W)
-    cache = model.empty_cache(rows, dev)
+    kv = torch.zeros(0, cfg.depth, 2, rows, cfg.tokens, cfg.width, device=dev)   # frames-first K/V
     if use_cache and hist.shape[1]:
-        cache = cache_write(model, hist.repeat(reps, 1, 1, 1, 1), lab, 0)
+        kv = cache_write(model, hist.repeat(reps, 1, 1, 1, 1), lab, 0)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     made, l = 0, cfg.chunk
     while made < frames:
         start = hist.shape[1]                               # global index of the chunk's first frame
         x = torch.randn(n, l, *shape, generator=gen).to(dev)
+        cache = model.cache_from_kv(kv)                     # one layout change per chunk, not per step
         for i, t in enumerate(ts):
             ab = ab_all[t]
             ab_prev = ab_all[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0, device=dev)
@@ -106,14 +107,15 @@ def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, see
             x, _ = ddim_update(x, pred, ab, ab_prev)
         hist = torch.cat([hist, x], 1)
         if use_cache:
-            kv = cache_write(model, x.repeat(reps, 1, 1, 1, 1), lab, start, cache)
-            cache = torch.cat([cache, kv], 0)[-cfg.p_max:]
+            new = cache_write(model, x.repeat(reps, 1, 1, 1, 1), lab, start, cache)
+            kv = torch.cat([kv, new], 0)[-cfg.p_max:]
         made += l
     return hist[:, hist.shape[1] - made:][:, :frames]
 
 
 def cache_write(model, clean, labels, start, cache=None):
-    """The t = 0 pass over clean frames (B, F, C, H, W): their K/V in every layer (F, depth, 2, B, N, D)."""
+    """The t = 0 pass over clean frames (B, F, C, H, W) after `cache` (cache layout): their K/V in
+    every layer, frames-first (F, depth, 2, B, N, D)."""
     dev = clean.device
     if cache is None:
         cache = model.empty_cache(clean.shape[0], dev)

@@ -45,7 +45,7 @@ def example_inputs(cfg, batch=2, frames=None, cached=3):
     t = torch.full((batch, frames), 500.0)
     label = torch.tensor([0, cfg.num_labels][:batch] + [0] * max(0, batch - 2))
     pos = torch.tensor([cached])
-    cache = torch.randn(cached, cfg.depth, 2, batch, cfg.tokens, cfg.width, generator=g)
+    cache = torch.randn(cfg.depth, 2, batch, cfg.tokens, cfg.heads, cached, cfg.head_dim, generator=g)
     return x, t, label, pos, cache
 
 
@@ -54,7 +54,7 @@ def export(model, path, opset=17):
         StepGraph(model), example_inputs(model.cfg), path,
         input_names=INPUTS, output_names=OUTPUTS, opset_version=opset, do_constant_folding=True,
         dynamic_axes={"x": {0: "B", 1: "F"}, "t": {0: "B", 1: "F"}, "label": {0: "B"},
-                      "cache": {0: "P", 3: "B"}, "out": {0: "B", 1: "F"}, "kv": {0: "F", 3: "B"}})
+                      "cache": {2: "B", 5: "P"}, "out": {0: "B", 1: "F"}, "kv": {0: "F", 3: "B"}})
 
 
 def sha256(path):
@@ -82,6 +82,7 @@ def manifest(cfg, name, onnx_file, state):
         "tokens_per_frame": cfg.tokens,
         "kv_dtype": "float16",
         "kv_layout": ["frames", "depth", "kv", "batch", "tokens", "width"],
+        "cache_layout": ["depth", "kv", "batch", "tokens", "heads", "frames", "head_dim"],
         "schedule": {"type": "cosine", "train_timesteps": diffusion.TRAIN_STEPS,
                      "alphas_cumprod": [round(float(a), 8) for a in diffusion.cosine_alphas_cumprod()]},
         "prediction": "v",

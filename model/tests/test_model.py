@@ -31,8 +31,8 @@ def test_cached_step_equals_full_recompute(model):
     t = torch.cat([torch.zeros(2, P), torch.full((2, l), 500.0)], 1)
     label = torch.tensor([1, 2])
     full, kv_full = model.step(x, t, label, torch.tensor([5]), model.empty_cache(2))
-    _, cache = model.step(x[:, :P], t[:, :P], label, torch.tensor([5]), model.empty_cache(2))
-    part, kv_part = model.step(x[:, P:], t[:, P:], label, torch.tensor([5 + P]), cache)
+    _, kv = model.step(x[:, :P], t[:, :P], label, torch.tensor([5]), model.empty_cache(2))
+    part, kv_part = model.step(x[:, P:], t[:, P:], label, torch.tensor([5 + P]), model.cache_from_kv(kv))
     assert torch.allclose(full[:, P:], part, atol=1e-5)
     assert torch.allclose(kv_full[P:], kv_part, atol=1e-5)
 
@@ -49,7 +49,8 @@ def test_training_forward_matches_inference(model):
         s = k * l
         cache = model.empty_cache(2)
         if s:
-            _, cache = model.step(clean[:, :s], torch.zeros(2, s), label, torch.tensor([7]), cache)
+            _, kv = model.step(clean[:, :s], torch.zeros(2, s), label, torch.tensor([7]), cache)
+            cache = model.cache_from_kv(kv)
         out, _ = model.step(noisy[:, s:s + l], t[:, s:s + l], label, torch.tensor([7 + s]), cache)
         assert torch.allclose(pred[:, s:s + l], out, atol=1e-5), k
 

@@ -6,6 +6,8 @@ import { ManifestInvalidError, ModelFileMissingError, OnnxHashMismatchError } fr
 
 /** Axis order of `kv` and `cache`; frames outermost so a cache is a byte concatenation of segments. */
 export const KV_LAYOUT = ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] as const;
+/** Axis order of the step graph's `cache` input. */
+export const CACHE_LAYOUT = ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames', 'head_dim'] as const;
 
 const posInt = z.int().positive();
 const name = z.string().min(1);
@@ -40,6 +42,16 @@ export const ManifestSchema = z
       z.literal('batch'),
       z.literal('tokens'),
       z.literal('width'),
+    ]),
+    /** The step graph's `cache` input: attention layout, so no layer slices or transposes it. */
+    cache_layout: z.tuple([
+      z.literal('depth'),
+      z.literal('kv'),
+      z.literal('batch'),
+      z.literal('tokens'),
+      z.literal('heads'),
+      z.literal('frames'),
+      z.literal('head_dim'),
     ]),
     schedule: z.object({
       type: z.string().min(1),

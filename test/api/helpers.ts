@@ -27,6 +27,7 @@ export function testManifest(over: Partial<Manifest> = {}): Manifest {
     tokens_per_frame: 16,
     kv_dtype: 'float16',
     kv_layout: ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'],
+    cache_layout: ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames', 'head_dim'],
     schedule: { type: 'cosine', train_timesteps: T, alphas_cumprod: Array.from({ length: T }, (_, i) => 0.999 - (0.99 * i) / T) },
     prediction: 'v',
     default_steps: 25,

@@ -37,6 +37,7 @@ function manifest(over: Record<string, unknown> = {}) {
     tokens_per_frame: 64,
     kv_dtype: 'float16',
     kv_layout: ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'],
+    cache_layout: ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames', 'head_dim'],
     schedule: { type: 'cosine', train_timesteps: 1000, alphas_cumprod: cosineAlphasCumprod() },
     prediction: 'v',
     default_steps: 25,
