@@ -10,8 +10,8 @@
  */
 import { assembleCache, planCacheRead, type SegmentInfo } from '../shared/cache/assemble.js';
 import { CacheError } from '../shared/cache/errors.js';
-import { f16ToF32, f32ToF16 } from '../shared/cache/f16.js';
-import { decodeSegment, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
+import { f16ToF32 } from '../shared/cache/f16.js';
+import { decodeSegment, decodeSegmentHeader, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
@@ -87,17 +87,15 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   phases.mark('denoise');
 
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk.
-  const writes: Promise<unknown>[] = [];
-  if (k + 1 < plan.chunksTotal) {
-    const { kv } = await model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv');
-    writes.push(writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l)));
-  }
-
-  // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs.
+  // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs;
+  //    encoded and stored while the t = 0 pass runs on the model's threads.
+  const segment = k + 1 < plan.chunksTotal
+    ? model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv').then(({ kv }) =>
+      writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l)))
+    : Promise.resolve();
   const keep = Math.min(l, plan.framesTotal - k * l);
   const pngs = framesToPngs(clean.subarray(0, keep * frameFloats(m)), geometry(m));
-  writes.push(...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })));
-  await Promise.all(writes);
+  await Promise.all([segment, ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' }))]);
   phases.mark('write');
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
@@ -168,8 +166,9 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
 /** Encodes and stores a segment once; the memo keeps exactly the stored (decoded) values. */
 async function writeSegment(deps: ChunkDeps, key: string, kv: Float32Array, meta: ReturnType<typeof segmentMeta>) {
   const m = deps.model.manifest;
-  await putOnce(deps.store, key, encodeSegment(kv, meta, m.kv_dtype));
-  deps.segmentMemo?.set(key, m.kv_dtype === 'float16' ? f16ToF32(f32ToF16(kv)) : kv);
+  const body = encodeSegment(kv, meta, m.kv_dtype);
+  await putOnce(deps.store, key, body);
+  if (deps.segmentMemo) deps.segmentMemo.set(key, storedValues(body, kv, m.kv_dtype));
 }
 
 /** Reads only the newest segments covering min(available, P_max) frames before `endFrame`. */
@@ -207,6 +206,13 @@ function segmentMeta(job: Job, m: Manifest, plan: JobPlan, chunk: number, firstF
     modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame,
     shape: [frames, m.depth, 2, plan.rows, m.tokens_per_frame, m.width] as const,
   };
+}
+
+/** The values a reader of `body` gets back: fp16-rounded when stored as fp16 (no hashing needed). */
+function storedValues(body: Buffer, kv: Float32Array, dtype: Manifest['kv_dtype']): Float32Array {
+  if (dtype !== 'float16') return kv;
+  const payload = body.subarray(decodeSegmentHeader(body).headerBytes);
+  return f16ToF32(new Uint16Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength)));
 }
 
 /** Write-once: an existing object means an earlier attempt of this same step already wrote it. */
