@@ -13,7 +13,7 @@ import { CacheError } from '../shared/cache/errors.js';
 import { f16ToF32 } from '../shared/cache/f16.js';
 import { decodeSegment, decodeSegmentHeader, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
-import { cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
+import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
 import { frameFloats, kvFrameFloats, type Manifest } from '../shared/model/manifest.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
@@ -218,7 +218,7 @@ function storedValues(body: Buffer, kv: Float32Array, dtype: Manifest['kv_dtype'
 /** Write-once: an existing object means an earlier attempt of this same step already wrote it. */
 async function putOnce(store: ObjectStore, key: string, body: Buffer): Promise<void> {
   try {
-    await store.put(key, body, { ifNoneMatch: '*', contentType: 'application/octet-stream' });
+    await store.put(key, body, { ifNoneMatch: '*', contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
   } catch (err) {
     if (!(err instanceof PreconditionFailedError)) throw err;
   }

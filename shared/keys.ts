@@ -100,3 +100,6 @@ function safeExt(ext: string): string {
   if (!/^[a-z0-9]{1,8}$/.test(ext)) throw new RangeError(`bad file extension ${JSON.stringify(ext)}`);
   return ext;
 }
+
+/** Tags of every cache segment: the bucket's lifecycle rule expires objects carrying them. */
+export const CACHE_SEGMENT_TAGS = { 'ca2vdm-cache': 'expire' } as const;

@@ -2,10 +2,8 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { CACHE_SEGMENT_TAGS } from '../../shared/keys.js';
 import { acknowledge } from '../nag.js';
-
-/** Tag (key=value) a cache segment carries when its job did not ask to keep the cache. */
-export const CACHE_EXPIRY_TAG = { key: 'ca2vdm-cache', value: 'expire' } as const;
 
 export interface StorageProps {
   /** Days after which tagged cache segments are deleted. @default 7 */
@@ -45,7 +43,8 @@ export class Storage extends Construct {
         {
           // S3 lifecycle cannot match `jobs/*/*/cache/`, so the worker tags expiring segments instead.
           id: 'expire-cache-segments',
-          tagFilters: { [CACHE_EXPIRY_TAG.key]: CACHE_EXPIRY_TAG.value },
+          // The worker tags every cache segment it writes with these (gpu-worker/chunk-step.ts).
+          tagFilters: { ...CACHE_SEGMENT_TAGS },
           expiration: Duration.days(keepCacheDays),
         },
         { id: 'abort-incomplete-multipart', abortIncompleteMultipartUploadAfter: Duration.days(1) },

@@ -20,6 +20,8 @@ export interface PutOptions {
   /** Replace only if the current ETag is this one (compare-and-swap on job.json); a missing key fails too. */
   ifMatch?: string;
   contentType?: string;
+  /** Object tags (S3 lifecycle rules match them, e.g. cache segments that expire); a local folder ignores them. */
+  tags?: Record<string, string>;
 }
 
 /**

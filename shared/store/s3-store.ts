@@ -59,7 +59,7 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Buffer | Uint8Array | string, options: PutOptions = {}): Promise<{ etag: string }> {
-    const { ifNoneMatch, ifMatch, contentType } = options;
+    const { ifNoneMatch, ifMatch, contentType, tags } = options;
     try {
       const out = await this.client.send(
         new PutObjectCommand({
@@ -69,6 +69,7 @@ export class S3Store implements ObjectStore {
           ContentType: contentType,
           IfNoneMatch: ifNoneMatch,
           IfMatch: ifMatch,
+          Tagging: tags ? new URLSearchParams(tags).toString() : undefined,
         }),
       );
       return { etag: out.ETag ?? '' };

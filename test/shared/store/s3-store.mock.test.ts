@@ -24,6 +24,12 @@ function s3Error(name: string, status: number): S3ServiceException {
 beforeEach(() => s3.reset());
 
 describe('S3Store conditional puts (mocked S3)', () => {
+  it('sends object tags as the Tagging header (lifecycle rules match them)', async () => {
+    s3.on(PutObjectCommand).resolves({ ETag: '"t"' });
+    await store.put('cache/000001.kv', Buffer.from('x'), { ifNoneMatch: '*', tags: { 'ca2vdm-cache': 'expire' } });
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { Tagging: 'ca2vdm-cache=expire', IfNoneMatch: '*' });
+  });
+
   it('sends If-None-Match and maps 412 PreconditionFailed to PreconditionFailedError', async () => {
     s3.on(PutObjectCommand).rejects(s3Error('PreconditionFailed', 412));
     const err = await store.put('cache/000001.kv', 'x', { ifNoneMatch: '*' }).catch((e: unknown) => e);
