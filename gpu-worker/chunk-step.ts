@@ -8,14 +8,14 @@
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
  */
-import { assembleCache, planCacheRead, type SegmentInfo } from '../shared/cache/assemble.js';
+import { assembleAttentionCache, planCacheRead, type SegmentInfo } from '../shared/cache/assemble.js';
 import { CacheError } from '../shared/cache/errors.js';
 import { f16ToF32 } from '../shared/cache/f16.js';
 import { decodeSegment, decodeSegmentHeader, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
-import { frameFloats, kvFrameFloats, type Manifest } from '../shared/model/manifest.js';
+import { frameFloats, type Manifest } from '../shared/model/manifest.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
 import { denoise } from '../shared/sampler/ddim.js';
@@ -198,7 +198,7 @@ async function readCache(deps: ChunkDeps, job: Job, plan: JobPlan, endFrame: num
       throw err;
     }
   }));
-  return assembleCache(readPlan, data, kvFrameFloats(m, plan.rows));
+  return assembleAttentionCache(readPlan, data, { runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
 }
 
 function segmentMeta(job: Job, m: Manifest, plan: JobPlan, chunk: number, firstFrame: number, frames: number) {

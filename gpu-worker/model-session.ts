@@ -11,7 +11,7 @@ export interface StepInput {
   t: Float32Array; // [rows, F]
   labels: readonly number[]; // [rows]
   pos: number; // global index of x's first frame
-  cache: Float32Array; // [P, depth, 2, rows, N, width], frames-first as stored
+  cache: Float32Array; // [depth, 2, rows, N, heads, P, head_dim]: the manifest's cache_layout
   cacheFrames: number; // P
   rows: number;
   frames: number; // F
@@ -30,7 +30,6 @@ export class ModelSession {
   /** Seconds spent inside the step graph, for the pipeline's overhead figures. */
   modelSeconds = 0;
   calls = 0;
-  private readonly layouts = new WeakMap<Float32Array, Float32Array>();
 
   private constructor(
     readonly manifest: Manifest,
@@ -75,8 +74,7 @@ export class ModelSession {
       [io.inputs.t]: new ort.Tensor('float32', input.t, [rows, F]),
       [io.inputs.label]: new ort.Tensor('int64', BigInt64Array.from(input.labels, BigInt), [rows]),
       [io.inputs.pos]: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.pos)), [1]),
-      [io.inputs.cache]: new ort.Tensor('float32', this.attentionLayout(input.cache, P, rows),
-        [m.depth, 2, rows, m.tokens_per_frame, m.heads, P, m.head_dim]),
+      [io.inputs.cache]: new ort.Tensor('float32', input.cache, [m.depth, 2, rows, m.tokens_per_frame, m.heads, P, m.head_dim]),
     };
     const started = performance.now();
     // Fetching one output spares copying the other (kv is ~100x a chunk's pixels) into JS memory.
@@ -86,30 +84,6 @@ export class ModelSession {
     this.calls++;
     const data = (name: string) => out[name]?.data as Float32Array | undefined;
     return { prediction: data(io.outputs.prediction), kv: data(io.outputs.kv) };
-  }
-
-  /**
-   * The graph takes its cache in attention layout [depth, 2, B, N, H, P, hd], so no layer slices or
-   * transposes it. Every denoising step of a chunk passes the same cache, so it is rearranged once
-   * per cache (memoised by identity) rather than once per step.
-   */
-  private attentionLayout(framesFirst: Float32Array, P: number, rows: number): Float32Array {
-    const done = this.layouts.get(framesFirst);
-    if (done) return done;
-    const m = this.manifest;
-    const hd = m.head_dim;
-    // CACHE_LAYOUT = [depth, kv, batch, tokens, heads, frames, head_dim]: frames moves inwards.
-    const runs = m.depth * 2 * rows * m.tokens_per_frame * m.heads; // contiguous head_dim runs per frame
-    const out = new Float32Array(framesFirst.length);
-    for (let p = 0; p < P; p++) {
-      for (let a = 0; a < runs; a++) {
-        const src = (p * runs + a) * hd;
-        const dst = (a * P + p) * hd;
-        for (let d = 0; d < hd; d++) out[dst + d] = framesFirst[src + d];
-      }
-    }
-    this.layouts.set(framesFirst, out);
-    return out;
   }
 
   async release(): Promise<void> {

@@ -87,3 +87,38 @@ export function assembleCache(plan: CachePlan, data: readonly Float32Array[], kv
   });
   return { cache, frames: plan.frames, firstFrame: plan.firstFrame };
 }
+
+/** How one frame's K/V divide into contiguous head_dim runs (depth * 2 * batch * tokens * heads of them). */
+export interface AttentionShape {
+  runs: number;
+  headDim: number;
+}
+
+/**
+ * Like assembleCache, but writes the step graph's cache layout directly, [depth, 2, B, N, H, P, hd]
+ * (frames moved inwards), so a chunk makes one pass over its cache instead of a join and a transpose.
+ */
+export function assembleAttentionCache(plan: CachePlan, data: readonly Float32Array[], shape: AttentionShape): AssembledCache {
+  const { runs, headDim: hd } = shape;
+  const frameFloats = runs * hd;
+  if (data.length !== plan.segments.length) {
+    throw new RangeError(`assembleAttentionCache: ${data.length} arrays for ${plan.segments.length} planned segments`);
+  }
+  const P = plan.frames;
+  const cache = new Float32Array(P * frameFloats);
+  let p = 0; // frame index within the assembled cache
+  plan.segments.forEach((seg, i) => {
+    const d = data[i];
+    if (d.length !== seg.frames * frameFloats) {
+      throw new SegmentMismatchError('shape', `${seg.frames * frameFloats} floats`, `${d.length} floats`);
+    }
+    for (let f = i === 0 ? plan.skipFrames : 0; f < seg.frames; f++, p++) {
+      for (let a = 0; a < runs; a++) {
+        const src = (f * runs + a) * hd;
+        const dst = (a * P + p) * hd;
+        for (let k = 0; k < hd; k++) cache[dst + k] = d[src + k];
+      }
+    }
+  });
+  return { cache, frames: plan.frames, firstFrame: plan.firstFrame };
+}
