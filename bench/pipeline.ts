@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: 80 frames after 4 given ones on the shipped model, generated
- *   (a) with the cache, through the real pipeline (embedded store and queue, one worker), once as
- *       it runs by default and once reading every chunk's cache from the store ("cold"), and
- *   (b) twice by the no-cache baseline: same graph and sampler, every conditioning frame recomputed
- *       at every denoising step (as OS-Ext does), no storage at all.
+ *   (a) with the cache, through the real pipeline (the worker's chunk step on the embedded store
+ *       and queue), once as it runs by default and once reading every chunk's cache from the store
+ *       ("cold"), and
+ *   (b) by the no-cache baseline: same graph and sampler, every conditioning frame recomputed at
+ *       every denoising step (as OS-Ext does), no storage at all, chunk k right after (a)'s chunk k.
  * Prints the figures and writes bench/results/latest.json.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -43,90 +44,83 @@ const initPngs = await Promise.all([0, 1, 2, 3].map((i) => readFile(path.join(as
 await model.step({ x: new Float32Array(2 * m.chunk_frames * frameFloats(m)), t: new Float32Array(2 * m.chunk_frames).fill(500),
   labels: [label, m.null_label ?? 0], pos: 0, cache: new Float32Array(0), cacheFrames: 0, rows: 2, frames: m.chunk_frames });
 
-// (a) Cached, through the pipeline. `memo`: the worker keeps decoded segments between chunks (the
-// default); without it every chunk reads its cache from the store, as when each chunk lands on
-// another worker.
-async function runCached(memo: boolean) {
-  const adapters = localAdapters(path.join(os.tmpdir(), `ca2vdm-bench-${process.pid}-${memo}-${Date.now()}`));
-  const store = new CountingStore(adapters.store);
-  const job = await submitJob({ store, chunkQueue: adapters.chunkQueue }, m, { frames: FRAMES, steps, guidance, label, seed: 3, initPngs });
-  const taskSeconds: number[] = [], bytesWritten: number[] = [], bytesRead: number[] = [];
-  const modelBefore = model.modelSeconds;
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  const worker = new ChunkWorker({
-    ...adapters, store, model, waitSec: 0.2, segmentMemoBytes: memo ? undefined : 0,
-    onTask: (e) => {
-      taskSeconds.push(round(e.seconds));
-      const io = store.take();
-      bytesWritten.push(io.written);
-      bytesRead.push(io.read);
-      if (e.outcome === 'finalized' || e.outcome === 'failed') done();
+// (a) Cached, through the pipeline: the worker's own chunk step on the embedded store and queue.
+// `memo`: the worker keeps decoded segments between chunks (the default); without it every chunk
+// reads its cache from the store, as when each chunk lands on another worker.
+// (b) Baseline: the same chunk by recomputing the window of clean conditioning frames at every
+// step. With `paired`, chunk k of the baseline runs right after chunk k of the pipeline, so a drift
+// in machine speed (shared hosts drift by tens of percent within a minute) hits both sides alike.
+const l = m.chunk_frames;
+const ff = frameFloats(m);
+const schedule = ddimSchedule(m.schedule.alphas_cumprod, steps);
+
+async function baselineChunk(k: number, history: Float32Array): Promise<Float32Array> {
+  const total = history.length / ff;
+  const ctx = Math.min(total, m.p_max);
+  const context = history.subarray((total - ctx) * ff);
+  const F = ctx + l;
+  const clean = await denoise({
+    noise: gaussianNoise(l * ff, { seed: 3, chunk: k }), steps: schedule, prediction: m.prediction, range: m.frame.range, guidance,
+    model: async (x, t, rows) => {
+      const xin = new Float32Array(rows * F * ff);
+      const tin = new Float32Array(rows * F);
+      for (let r = 0; r < rows; r++) {
+        xin.set(context, r * F * ff);
+        xin.set(x.subarray(r * l * ff, (r + 1) * l * ff), (r * F + ctx) * ff);
+        tin.fill(t, r * F + ctx, (r + 1) * F);
+      }
+      const { prediction } = await model.step({ x: xin, t: tin, labels: [label, m.null_label ?? 0], pos: total - ctx,
+        cache: new Float32Array(0), cacheFrames: 0, rows, frames: F }, 'prediction');
+      const out = new Float32Array(rows * l * ff);
+      for (let r = 0; r < rows; r++) out.set(prediction.subarray((r * F + ctx) * ff, (r + 1) * F * ff), r * l * ff);
+      return out;
     },
   });
-  const start = performance.now();
-  const running = worker.run();
-  await finished;
-  const total = seconds(start);
-  const modelSeconds = model.modelSeconds - modelBefore;
+  const next = new Float32Array(history.length + clean.length);
+  next.set(history);
+  next.set(clean, history.length);
+  return next;
+}
+
+async function run(opts: { memo: boolean; paired: boolean }) {
+  const adapters = localAdapters(path.join(os.tmpdir(), `ca2vdm-bench-${process.pid}-${opts.memo}-${Date.now()}`));
+  const store = new CountingStore(adapters.store);
+  const job = await submitJob({ store, chunkQueue: adapters.chunkQueue }, m, { frames: FRAMES, steps, guidance, label, seed: 3, initPngs });
+  const taskSeconds: number[] = [], bytesWritten: number[] = [], bytesRead: number[] = [], baselineSeconds: number[] = [];
+  let history = pngsToFrames(initPngs, { ...m.frame });
+  let modelSeconds = 0;
+  // One task at a time, exactly as ChunkWorker.run() would take them (receive, chunk step, delete).
+  const worker = new ChunkWorker({ ...adapters, store, model, waitSec: 0.2, segmentMemoBytes: opts.memo ? undefined : 0 });
+  for (let k = 0; ; k++) {
+    const before = model.modelSeconds;
+    const started = performance.now();
+    const outcome = await worker.processNext();
+    taskSeconds.push(round(seconds(started)));
+    modelSeconds += model.modelSeconds - before;
+    const io = store.take();
+    bytesWritten.push(io.written);
+    bytesRead.push(io.read);
+    if (opts.paired) {
+      const b = performance.now();
+      history = await baselineChunk(k, history);
+      baselineSeconds.push(round(seconds(b)));
+    }
+    if (outcome === 'finalized' || outcome === 'failed' || outcome === undefined) break;
+  }
   await worker.close();
-  await running;
   const result = (await readJob(adapters.store, job.tenant, job.id))!.job;
   if (result.status !== 'succeeded') throw new Error(`cached run ended ${result.status}: ${JSON.stringify(result.error)}`);
   // Per chunk: the chunk step up to its job update (as recorded in the job); finalize apart.
   const chunkSeconds = result.metrics.chunk_seconds;
-  return { total, modelSeconds, chunkSeconds, finalize: taskSeconds.at(-1)! - chunkSeconds.at(-1)!, bytesWritten, bytesRead };
+  const total = taskSeconds.reduce((a, b) => a + b, 0);
+  return { total, modelSeconds, chunkSeconds, finalize: taskSeconds.at(-1)! - chunkSeconds.at(-1)!, bytesWritten, bytesRead,
+    baselineSeconds, baselineTotal: baselineSeconds.reduce((a, b) => a + b, 0) };
 }
 
-// (b) Baseline: recompute the window of clean conditioning frames at every step.
-const l = m.chunk_frames;
-const ff = frameFloats(m);
-const schedule = ddimSchedule(m.schedule.alphas_cumprod, steps);
-async function runBaseline() {
-  let history = pngsToFrames(initPngs, { ...m.frame });
-  const chunkSeconds: number[] = [];
-  const start = performance.now();
-  for (let k = 0; k * l < FRAMES; k++) {
-    const started = performance.now();
-    const total = history.length / ff;
-    const ctx = Math.min(total, m.p_max);
-    const context = history.subarray((total - ctx) * ff);
-    const F = ctx + l;
-    const clean = await denoise({
-      noise: gaussianNoise(l * ff, { seed: 3, chunk: k }), steps: schedule, prediction: m.prediction, range: m.frame.range, guidance,
-      model: async (x, t, rows) => {
-        const xin = new Float32Array(rows * F * ff);
-        const tin = new Float32Array(rows * F);
-        for (let r = 0; r < rows; r++) {
-          xin.set(context, r * F * ff);
-          xin.set(x.subarray(r * l * ff, (r + 1) * l * ff), (r * F + ctx) * ff);
-          tin.fill(t, r * F + ctx, (r + 1) * F);
-        }
-        const { prediction } = await model.step({ x: xin, t: tin, labels: [label, m.null_label ?? 0], pos: total - ctx,
-          cache: new Float32Array(0), cacheFrames: 0, rows, frames: F }, 'prediction');
-        const out = new Float32Array(rows * l * ff);
-        for (let r = 0; r < rows; r++) out.set(prediction.subarray((r * F + ctx) * ff, (r + 1) * F * ff), r * l * ff);
-        return out;
-      },
-    });
-    const next = new Float32Array(history.length + clean.length);
-    next.set(history);
-    next.set(clean, history.length);
-    history = next;
-    chunkSeconds.push(round(seconds(started)));
-  }
-  return { total: seconds(start), chunkSeconds };
-}
-
-// Interleaved, so a drift in machine speed (shared hosts) hits both sides alike.
-const cachedRun = await runCached(true);
-const baselineRun1 = await runBaseline();
-const coldRun = await runCached(false);
-const baselineRun2 = await runBaseline();
-const baselineRun = baselineRun1.total <= baselineRun2.total ? baselineRun1 : baselineRun2;
-// The pipeline as it runs by default; the baseline's faster run (a conservative speedup).
+const cachedRun = await run({ memo: true, paired: true });
+const coldRun = await run({ memo: false, paired: false });
 const cachedSeconds = cachedRun.total;
-const baselineSeconds = baselineRun.total;
+const baselineSeconds = cachedRun.baselineTotal;
 
 const cpu = os.cpus();
 const report = {
@@ -141,13 +135,10 @@ const report = {
   cached_seconds: round(cachedSeconds),
   baseline_seconds: round(baselineSeconds),
   speedup: round(baselineSeconds / cachedSeconds, 2),
-  runs: {
-    cached_memo_seconds: round(cachedRun.total), cached_cold_seconds: round(coldRun.total),
-    baseline_seconds: [round(baselineRun1.total), round(baselineRun2.total)],
-  },
+  cached_cold_seconds: round(coldRun.total),
   cached_chunk_seconds: cachedRun.chunkSeconds,
   cached_cold_chunk_seconds: coldRun.chunkSeconds,
-  baseline_chunk_seconds: baselineRun.chunkSeconds,
+  baseline_chunk_seconds: cachedRun.baselineSeconds,
   finalize_seconds: round(cachedRun.finalize),
   last_over_second_chunk: round(cachedRun.chunkSeconds.at(-1)! / cachedRun.chunkSeconds[1], 2),
   model_seconds: round(cachedRun.modelSeconds),

@@ -91,12 +91,18 @@ export class ChunkWorker {
     }
   }
 
-  private async process(message: QueueMessage): Promise<void> {
+  /** Takes and runs one task if one arrives within the wait (benchmarks and tools step through a queue with it). */
+  async processNext(): Promise<TaskEvent['outcome'] | undefined> {
+    const [message] = await this.opts.chunkQueue.receive({ max: 1, visibilitySec: this.visibilitySec, waitSec: this.opts.waitSec ?? 2 });
+    return message ? this.process(message) : undefined;
+  }
+
+  private async process(message: QueueMessage): Promise<TaskEvent['outcome']> {
     const parsed = ChunkTaskSchema.safeParse(safeJson(message.body));
     if (!parsed.success) {
       log.error('malformed chunk task dropped', { body: message.body.slice(0, 200), error: parsed.error.message });
       await this.opts.chunkQueue.delete(message.receiptHandle);
-      return;
+      return 'failed';
     }
     const task = parsed.data;
     const controller = new AbortController();
@@ -136,6 +142,7 @@ export class ChunkWorker {
       await this.protection.set(false);
       this.opts.onTask?.({ task, outcome, seconds: elapsed(started), error });
     }
+    return outcome;
   }
 
   private async failJob(task: ChunkTask, failure: ChunkFailure): Promise<void> {
