@@ -74,8 +74,16 @@ export class ModelSession {
       [io.inputs.t]: new ort.Tensor('float32', input.t, [rows, F]),
       [io.inputs.label]: new ort.Tensor('int64', BigInt64Array.from(input.labels, BigInt), [rows]),
       [io.inputs.pos]: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.pos)), [1]),
-      [io.inputs.cache]: new ort.Tensor('float32', input.cache, [m.depth, 2, rows, m.tokens_per_frame, m.heads, P, m.head_dim]),
     };
+    // The graph takes each layer's K and V as its own input: views into the one assembled buffer.
+    const perInput = rows * m.tokens_per_frame * m.heads * P * m.head_dim;
+    if (input.cache.length !== io.inputs.cache.length * perInput) {
+      throw new RangeError(`cache holds ${input.cache.length} floats, expected ${io.inputs.cache.length * perInput}`);
+    }
+    io.inputs.cache.forEach((name, i) => {
+      const view = input.cache.subarray(i * perInput, (i + 1) * perInput);
+      feeds[name] = new ort.Tensor('float32', view, [rows, m.tokens_per_frame, m.heads, P, m.head_dim]);
+    });
     const started = performance.now();
     // Fetching one output spares copying the other (kv is ~100x a chunk's pixels) into JS memory.
     const names = fetch ? [io.outputs[fetch]] : [io.outputs.prediction, io.outputs.kv];

@@ -3,7 +3,7 @@
 Read top to bottom: config, embedders, attention, the block, the model, positional embeddings,
 size presets. One `forward` serves training, cached sampling, the cache-write pass (t = 0 on a
 clean chunk) and the no-cache baseline; they differ only in the temporal attention mask and in
-which K/V are prepended. The K/V a call returns are laid out frames-first, (F, depth, 2, B, N, D),
+which cached K/V they attend to. The K/V a call returns are laid out frames-first, (F, depth, 2, B, N, D),
 so stored segments concatenate along their first axis; the cache a call takes is in attention
 layout, (depth, 2, B, N, H, P, hd), so no layer has to slice or transpose it (`cache_from_kv`).
 """
@@ -120,8 +120,11 @@ class SpatialAttention(nn.Module):
 
 
 class CausalTemporalAttention(nn.Module):
-    """Attention across frames at each patch position; cached K/V of earlier clean frames are
-    prepended, and the K/V of this call's frames are returned for the cache."""
+    """Attention across frames at each patch position. Every query frame sees all cached K/V of
+    earlier clean frames plus the frames of this call allowed by `mask`; the K/V of this call's
+    frames are returned for the cache. Scores against the cache and against the new frames are
+    computed apart and share one softmax, so the cache is only ever read by a matmul (never
+    concatenated with the new K/V: that copy would cost a cached call more than its attention)."""
     def __init__(self, cfg):
         super().__init__()
         self.heads, self.hd = cfg.heads, cfg.head_dim
@@ -129,16 +132,19 @@ class CausalTemporalAttention(nn.Module):
         self.proj = nn.Linear(cfg.width, cfg.width)
 
     def forward(self, x, cache_k, cache_v, mask):
-        # x: (B, F, N, D); cache_k/v: (B, N, H, P, hd) (attention layout); mask: (F, P + F) bool
+        # x: (B, F, N, D); cache_k/v: (B, N, H, P, hd) (attention layout); mask: (F, F) bool
         B, F, N, D = x.shape
+        P = cache_k.shape[3]
         q, k, v = self.qkv(x).chunk(3, dim=-1)             # (B, F, N, D) each
         new_kv = torch.stack([k, v]).permute(2, 0, 1, 3, 4)  # (F, 2, B, N, D)
 
         def heads(z):                                      # (B, F, N, D) -> (B, N, H, F, hd)
             return z.reshape(B, F, N, self.heads, self.hd).permute(0, 2, 3, 1, 4)
-        k = torch.cat([cache_k, heads(k)], 3)              # (B, N, H, P+F, hd)
-        v = torch.cat([cache_v, heads(v)], 3)
-        out = attention(heads(q), k, v, mask)              # (B, N, H, F, hd)
+        q, k, v = heads(q) / math.sqrt(self.hd), heads(k), heads(v)
+        scores_cache = q @ cache_k.transpose(-2, -1)       # (B, N, H, F, P): every cached frame visible
+        scores_new = (q @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf"))  # (B, N, H, F, F)
+        w = torch.cat([scores_cache, scores_new], -1).softmax(-1)
+        out = w[..., :P] @ cache_v + w[..., P:] @ v        # (B, N, H, F, hd)
         out = out.permute(0, 3, 1, 2, 4).reshape(B, F, N, D)
         return self.proj(out), new_kv
 
@@ -234,24 +240,25 @@ class Ca2VDM(nn.Module):
 
     def forward(self, x, t, label, frame_index, cache, mask):
         """x: (B, F, C, H, W); t: (B, F); label: (B,); frame_index: (F,) global frame indices;
-        cache: (depth, 2, B, N, H, P, hd); mask: (F, P + F) bool.
+        cache: (depth, 2, B, N, H, P, hd), or per layer a (K, V) pair of (B, N, H, P, hd);
+        mask: (F, F) bool, which frames of x each frame of x sees (all cached frames are seen).
         Returns the prediction (B, F, C, H, W) and the K/V of x's frames (F, depth, 2, B, N, D)."""
         h = self.patch_embed(self.patchify(x))             # (B, F, N, D)
         h = h + self.spatial_pos + temporal_pos_embed(frame_index, self.cfg)[None, :, None]
         c = self.t_embed(t) + self.y_embed(label)[:, None]  # (B, F, D)
         kvs = []
         for i, blk in enumerate(self.blocks):
-            h, kv = blk(h, c, cache[i, 0], cache[i, 1], mask)
+            h, kv = blk(h, c, cache[i][0], cache[i][1], mask)
             kvs.append(kv)
         out = self.unpatchify(self.final(h, c))            # (B, F, C, H, W)
         return out, torch.stack(kvs, 1)                    # (F, depth, 2, B, N, D)
 
     def step(self, x, t, label, pos, cache):
         """The exported step: x's frames follow the P cached frames; causal within x."""
-        P, F = cache.shape[5], x.shape[1]
+        F = x.shape[1]
         frame_index = pos + torch.arange(F, device=x.device)                  # (F,)
-        rows = torch.arange(F, device=x.device)[:, None] + P
-        mask = torch.arange(P + F, device=x.device)[None, :] <= rows          # (F, P + F)
+        i = torch.arange(F, device=x.device)
+        mask = i[None, :] <= i[:, None]                                      # (F, F) causal
         return self.forward(x, t, label, frame_index, cache, mask)
 
     def empty_cache(self, batch, device=None):

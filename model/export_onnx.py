@@ -15,8 +15,17 @@ import ca2vdm
 import data
 import diffusion
 
-INPUTS = ["x", "t", "label", "pos", "cache"]
 OUTPUTS = ["out", "kv"]
+
+
+def cache_input_names(cfg):
+    """One graph input per layer and K/V, (B, N, H, P, hd) each, in the order of the cache layout's
+    two outer axes: the worker feeds views into one assembled buffer, and no layer copies its slice."""
+    return [f"cache_{i}_{kv}" for i in range(cfg.depth) for kv in ("k", "v")]
+
+
+def input_names(cfg):
+    return ["x", "t", "label", "pos"] + cache_input_names(cfg)
 
 
 class StepGraph(torch.nn.Module):
@@ -25,8 +34,13 @@ class StepGraph(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, t, label, pos, cache):
-        return self.model.step(x, t, label, pos, cache)
+    def forward(self, x, t, label, pos, *cache):           # cache: K0, V0, K1, V1, ...
+        return self.model.step(x, t, label, pos, list(zip(cache[0::2], cache[1::2])))
+
+
+def split_cache(cache):
+    """(depth, 2, B, N, H, P, hd) -> the graph's cache inputs, K0, V0, K1, V1, ..."""
+    return [cache[i, j] for i in range(cache.shape[0]) for j in range(2)]
 
 
 def load_checkpoint(path):
@@ -50,11 +64,14 @@ def example_inputs(cfg, batch=2, frames=None, cached=3):
 
 
 def export(model, path, opset=17):
+    x, t, label, pos, cache = example_inputs(model.cfg)
+    caches = cache_input_names(model.cfg)
     torch.onnx.export(
-        StepGraph(model), example_inputs(model.cfg), path,
-        input_names=INPUTS, output_names=OUTPUTS, opset_version=opset, do_constant_folding=True,
+        StepGraph(model), (x, t, label, pos, *split_cache(cache)), path,
+        input_names=input_names(model.cfg), output_names=OUTPUTS, opset_version=opset, do_constant_folding=True,
         dynamic_axes={"x": {0: "B", 1: "F"}, "t": {0: "B", 1: "F"}, "label": {0: "B"},
-                      "cache": {2: "B", 5: "P"}, "out": {0: "B", 1: "F"}, "kv": {0: "F", 3: "B"}})
+                      **{name: {0: "B", 3: "P"} for name in caches},
+                      "out": {0: "B", 1: "F"}, "kv": {0: "F", 3: "B"}})
 
 
 def sha256(path):
@@ -90,7 +107,8 @@ def manifest(cfg, name, onnx_file, state):
         "labels": data.LABELS,
         "null_label": cfg.num_labels,
         "guidance": {"supported": True, "default": 2.0},
-        "io": {"inputs": {k: k for k in INPUTS}, "outputs": {"prediction": "out", "kv": "kv"}},
+        "io": {"inputs": {"x": "x", "t": "t", "label": "label", "pos": "pos", "cache": cache_input_names(cfg)},
+               "outputs": {"prediction": "out", "kv": "kv"}},
         "training": {"steps": state.get("step"), "seconds": round(state.get("elapsed", 0.0), 1),
                      "data": "procedural bouncing balls (model/data.py)"},
     }

@@ -38,7 +38,8 @@ def test_onnx_matches_pytorch(model, tmp_path, cached):
     x, t, label, pos, cache = export_onnx.example_inputs(model.cfg, batch=2, cached=cached)
     with torch.no_grad():
         want_out, want_kv = model.step(x, t, label, pos, cache)
-    got = run_ort(onnx_file, dict(x=x, t=t, label=label, pos=pos, cache=cache), tmp_path)
+    caches = dict(zip(export_onnx.cache_input_names(model.cfg), export_onnx.split_cache(cache)))
+    got = run_ort(onnx_file, dict(x=x, t=t, label=label, pos=pos, **caches), tmp_path)
     assert got["out"].shape == tuple(want_out.shape) and got["kv"].shape == tuple(want_kv.shape)
     assert np.abs(got["out"] - want_out.numpy()).max() <= 1e-4
     assert np.abs(got["kv"] - want_kv.numpy()).max() <= 1e-4
@@ -52,3 +53,8 @@ def test_manifest_describes_the_graph(model, tmp_path):
     assert m["tokens_per_frame"] == model.cfg.tokens and m["head_dim"] * m["heads"] == m["width"]
     assert len(m["schedule"]["alphas_cumprod"]) == m["schedule"]["train_timesteps"]
     assert m["l_train"] == m["p_max"] + m["chunk_frames"]
+    import onnx
+    graph_inputs = [i.name for i in onnx.load(str(onnx_file)).graph.input]
+    io = m["io"]["inputs"]
+    assert graph_inputs == [io["x"], io["t"], io["label"], io["pos"], *io["cache"]]
+    assert len(io["cache"]) == 2 * m["depth"]

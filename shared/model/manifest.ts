@@ -6,7 +6,7 @@ import { ManifestInvalidError, ModelFileMissingError, OnnxHashMismatchError } fr
 
 /** Axis order of `kv` and `cache`; frames outermost so a cache is a byte concatenation of segments. */
 export const KV_LAYOUT = ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] as const;
-/** Axis order of the step graph's `cache` input. */
+/** Axis order of the cache the worker assembles (the graph's per-layer K and V inputs are its slices). */
 export const CACHE_LAYOUT = ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames', 'head_dim'] as const;
 
 const posInt = z.int().positive();
@@ -43,7 +43,10 @@ export const ManifestSchema = z
       z.literal('tokens'),
       z.literal('width'),
     ]),
-    /** The step graph's `cache` input: attention layout, so no layer slices or transposes it. */
+    /**
+     * The layout of the cache the worker assembles; the graph takes it as one input per layer and
+     * K/V (`io.inputs.cache`, in the order of the two outer axes), so no layer slices or transposes it.
+     */
     cache_layout: z.tuple([
       z.literal('depth'),
       z.literal('kv'),
@@ -64,13 +67,15 @@ export const ManifestSchema = z
     null_label: z.int().nonnegative().optional(),
     guidance: z.object({ supported: z.boolean(), default: z.number().nonnegative() }),
     io: z.object({
-      inputs: z.object({ x: name, t: name, label: name, pos: name, cache: name }),
+      /** `cache`: one input per layer and K/V, [batch, tokens, heads, frames, head_dim] each: K0, V0, K1, V1, ... */
+      inputs: z.object({ x: name, t: name, label: name, pos: name, cache: z.array(name).min(2) }),
       outputs: z.object({ prediction: name, kv: name }),
     }),
   })
   .superRefine((m, ctx) => {
     const fail = (p: string, message: string) => ctx.addIssue({ code: 'custom', path: [p], message });
     if (m.width !== m.heads * m.head_dim) fail('width', 'width must equal heads * head_dim');
+    if (m.io.inputs.cache.length !== 2 * m.depth) fail('io', 'io.inputs.cache must name 2 * depth inputs (K and V of every layer)');
     // Cyclic positions: the window (P_max cached + one chunk) must fit in one period to stay distinct.
     if (m.l_train < m.p_max + m.chunk_frames) fail('l_train', 'l_train must be >= p_max + chunk_frames');
     const ac = m.schedule.alphas_cumprod;

@@ -35,7 +35,7 @@ export function testManifest(over: Partial<Manifest> = {}): Manifest {
     null_label: 3,
     guidance: { supported: true, default: 2 },
     io: {
-      inputs: { x: 'x', t: 't', label: 'label', pos: 'pos', cache: 'cache' },
+      inputs: { x: 'x', t: 't', label: 'label', pos: 'pos', cache: ['cache_0_k', 'cache_0_v', 'cache_1_k', 'cache_1_v'] },
       outputs: { prediction: 'out', kv: 'kv' },
     },
     ...over,

@@ -45,12 +45,14 @@ function manifest(over: Record<string, unknown> = {}) {
     null_label: 3,
     guidance: { supported: true, default: 2.0 },
     io: {
-      inputs: { x: 'x', t: 't', label: 'label', pos: 'pos', cache: 'cache' },
+      inputs: { x: 'x', t: 't', label: 'label', pos: 'pos', cache: cacheInputs(6) },
       outputs: { prediction: 'out', kv: 'kv' },
     },
     ...over,
   };
 }
+
+const cacheInputs = (depth: number) => Array.from({ length: depth }, (_, i) => [`cache_${i}_k`, `cache_${i}_v`]).flat();
 
 const dirs: string[] = [];
 afterAll(() => Promise.all(dirs.map((d) => fs.rm(d, { recursive: true, force: true }))));
@@ -108,6 +110,8 @@ describe('loadManifest', () => {
     expect(await invalidIssues(manifest({ onnx: '../step.onnx' }))).toMatch(/onnx/);
     expect(await invalidIssues(manifest({ kv_layout: ['depth', 'frames', 'kv', 'batch', 'tokens', 'width'] }))).toMatch(/kv_layout/);
     expect(await invalidIssues(manifest({ null_label: 1 }))).toMatch(/null_label/);
+    const io = { inputs: { x: 'x', t: 't', label: 'label', pos: 'pos', cache: cacheInputs(5) }, outputs: { prediction: 'out', kv: 'kv' } };
+    expect(await invalidIssues(manifest({ io }))).toMatch(/2 \* depth/);
     const short = { type: 'cosine', train_timesteps: 1000, alphas_cumprod: [0.5, 0.4] };
     expect(await invalidIssues(manifest({ schedule: short }))).toMatch(/alphas_cumprod length/);
     const rising = { type: 'cosine', train_timesteps: 2, alphas_cumprod: [0.5, 0.6] };
