@@ -45,7 +45,7 @@ await model.step({ x: new Float32Array(2 * m.chunk_frames * frameFloats(m)), t: 
   labels: [label, m.null_label ?? 0], pos: 0, cache: new Float32Array(0), cacheFrames: 0, rows: 2, frames: m.chunk_frames });
 
 // (a) Cached, through the pipeline: the worker's own chunk step on the embedded store and queue.
-// `memo`: the worker keeps decoded segments between chunks (the default); without it every chunk
+// `memo`: the worker keeps each job's cache window for its next chunk (the default); without it every chunk
 // reads its cache from the store, as when each chunk lands on another worker.
 // (b) Baseline: the same chunk by recomputing the window of clean conditioning frames at every
 // step. With `paired`, chunk k of the baseline runs right after chunk k of the pipeline, so a drift
@@ -90,7 +90,7 @@ async function run(opts: { memo: boolean; paired: boolean }) {
   let history = pngsToFrames(initPngs, { ...m.frame });
   let modelSeconds = 0;
   // One task at a time, exactly as ChunkWorker.run() would take them (receive, chunk step, delete).
-  const worker = new ChunkWorker({ ...adapters, store, model, waitSec: 0.2, segmentMemoBytes: opts.memo ? undefined : 0 });
+  const worker = new ChunkWorker({ ...adapters, store, model, waitSec: 0.2, windowMemoBytes: opts.memo ? undefined : 0 });
   for (let k = 0; ; k++) {
     const before = model.modelSeconds;
     const started = performance.now();

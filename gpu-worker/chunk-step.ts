@@ -8,7 +8,7 @@
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
  */
-import { assembleAttentionCache, planCacheRead, type SegmentInfo } from '../shared/cache/assemble.js';
+import { advanceCacheWindow, assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
 import { CacheError } from '../shared/cache/errors.js';
 import { f16ToF32 } from '../shared/cache/f16.js';
 import { decodeSegment, decodeSegmentHeader, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
@@ -30,15 +30,15 @@ import { finalizeJob } from './finalize.js';
 import { geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
 import type { ModelSession } from './model-session.js';
-import type { SegmentMemo } from './segment-memo.js';
+import type { WindowMemo } from './window-memo.js';
 
 export interface ChunkDeps {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
   model: ModelSession;
-  /** Decoded segments kept between chunks; absent = always read from the store. */
-  segmentMemo?: SegmentMemo;
+  /** Each job's cache window, kept for its next chunk; absent = always assemble from the store. */
+  windowMemo?: WindowMemo;
 }
 
 export type ChunkOutcome = 'computed' | 'finalized' | 'skipped' | 'canceled';
@@ -65,10 +65,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
   if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
 
-  // 2. Conditioning: the K/V of at most P_max earlier frames, from the newest segments.
+  // 2. Conditioning: the K/V of at most P_max earlier frames: the window this worker left after
+  //    chunk k-1, or assembled from the newest segments.
   const firstFrame = plan.initFrames + k * plan.chunkFrames;
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
-  const { cache, frames: P } = await readCache(deps, job, plan, firstFrame);
+  const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readCache(deps, job, plan, firstFrame);
+  const { cache, frames: P } = window;
   phases.mark('cache_read');
 
   // 3. Denoise chunk k, every step attending to the same cache (cache sharing).
@@ -89,9 +91,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk.
   // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs;
   //    encoded and stored while the t = 0 pass runs on the model's threads.
+  //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
   const segment = k + 1 < plan.chunksTotal
-    ? model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv').then(({ kv }) =>
-      writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l)))
+    ? model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv').then(async ({ kv }) => {
+      const stored = await writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l));
+      deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, stored, firstFrame, l, m.p_max, attentionShape(m, plan)));
+    })
     : Promise.resolve();
   const keep = Math.min(l, plan.framesTotal - k * l);
   const pngs = framesToPngs(clean.subarray(0, keep * frameFloats(m)), geometry(m));
@@ -160,19 +165,21 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
     x: repeatRows(frames, plan.rows), t: new Float32Array(plan.rows * n), labels: plan.labels, pos: 0,
     cache: new Float32Array(0), cacheFrames: 0, rows: plan.rows, frames: n,
   }, 'kv');
-  await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
+  const stored = await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
+  const empty = { cache: new Float32Array(0), frames: 0, firstFrame: 0 };
+  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(empty, stored, 0, n, m.p_max, attentionShape(m, plan)));
 }
 
-/** Encodes and stores a segment once; the memo keeps exactly the stored (decoded) values. */
-async function writeSegment(deps: ChunkDeps, key: string, kv: Float32Array, meta: ReturnType<typeof segmentMeta>) {
+/** Encodes and stores a segment once; returns exactly the values a reader of it gets back. */
+async function writeSegment(deps: ChunkDeps, key: string, kv: Float32Array, meta: ReturnType<typeof segmentMeta>): Promise<Float32Array> {
   const m = deps.model.manifest;
   const body = encodeSegment(kv, meta, m.kv_dtype);
   await putOnce(deps.store, key, body);
-  if (deps.segmentMemo) deps.segmentMemo.set(key, storedValues(body, kv, m.kv_dtype));
+  return storedValues(body, kv, m.kv_dtype);
 }
 
 /** Reads only the newest segments covering min(available, P_max) frames before `endFrame`. */
-async function readCache(deps: ChunkDeps, job: Job, plan: JobPlan, endFrame: number) {
+async function readCache(deps: ChunkDeps, job: Job, plan: JobPlan, endFrame: number): Promise<AssembledCache> {
   const m = deps.model.manifest;
   const available: SegmentInfo[] = [];
   if (plan.initFrames > 0) available.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
@@ -185,21 +192,22 @@ async function readCache(deps: ChunkDeps, job: Job, plan: JobPlan, endFrame: num
   const frameShape = [m.depth, 2, plan.rows, m.tokens_per_frame, m.width];
   const data = await Promise.all(readPlan.segments.map(async (seg) => {
     const key = cacheSegmentKey(job.tenant, job.id, seg.chunk === PREFIX_CHUNK ? 'prefix' : seg.chunk);
-    const memo = deps.segmentMemo?.get(key);
-    if (memo) return memo;
     const obj = await deps.store.get(key);
     if (!obj) throw new ChunkFailure('cache_missing', `cache segment ${key} is missing`);
     try {
-      const { data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape });
-      deps.segmentMemo?.set(key, data);
-      return data;
+      return decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape }).data;
     } catch (err) {
       if (err instanceof CacheError) throw new ChunkFailure('cache_corrupt', `cache segment ${key}: ${err.message}`, err);
       throw err;
     }
   }));
-  return assembleAttentionCache(readPlan, data, { runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
+  return assembleAttentionCache(readPlan, data, attentionShape(m, plan));
 }
+
+/** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
+const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
+
+const jobKey = (job: Job) => `${job.tenant}/${job.id}`;
 
 function segmentMeta(job: Job, m: Manifest, plan: JobPlan, chunk: number, firstFrame: number, frames: number) {
   return {
@@ -212,7 +220,10 @@ function segmentMeta(job: Job, m: Manifest, plan: JobPlan, chunk: number, firstF
 function storedValues(body: Buffer, kv: Float32Array, dtype: Manifest['kv_dtype']): Float32Array {
   if (dtype !== 'float16') return kv;
   const payload = body.subarray(decodeSegmentHeader(body).headerBytes);
-  return f16ToF32(new Uint16Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength)));
+  const bits = payload.byteOffset % 2 === 0
+    ? new Uint16Array(payload.buffer, payload.byteOffset, payload.byteLength / 2)
+    : new Uint16Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength));
+  return f16ToF32(bits);
 }
 
 /** Write-once: an existing object means an earlier attempt of this same step already wrote it. */

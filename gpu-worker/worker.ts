@@ -7,16 +7,16 @@ import { runChunkStep, type ChunkDeps, type ChunkOutcome } from './chunk-step.js
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { VisibilityHeartbeat } from './heartbeat.js';
 import { log } from './log.js';
-import { SegmentMemo } from './segment-memo.js';
 import { TaskProtection } from './task-protection.js';
+import { WindowMemo } from './window-memo.js';
 
 export interface WorkerOptions extends ChunkDeps {
   /** Visibility window of a received task; the heartbeat renews it at half this. Default 60 s. */
   visibilitySec?: number;
   /** Long-poll wait of one receive; also bounds how long close() waits for an idle loop. Default 2 s. */
   waitSec?: number;
-  /** Bytes of decoded cache segments kept between chunks (default 256 MiB; 0 = always read the store). */
-  segmentMemoBytes?: number;
+  /** Bytes of cache windows kept for jobs' next chunks (default 256 MiB; 0 = always assemble from the store). */
+  windowMemoBytes?: number;
   /** Release the ONNX session on close (when this worker owns it). */
   ownsModel?: boolean;
   protection?: TaskProtection;
@@ -45,8 +45,8 @@ export class ChunkWorker {
   private readonly deps: ChunkDeps;
 
   constructor(private readonly opts: WorkerOptions) {
-    const memoBytes = opts.segmentMemoBytes ?? 256 * 2 ** 20;
-    this.deps = { ...opts, segmentMemo: memoBytes > 0 ? new SegmentMemo(memoBytes) : undefined };
+    const memoBytes = opts.windowMemoBytes ?? 256 * 2 ** 20;
+    this.deps = { ...opts, windowMemo: memoBytes > 0 ? new WindowMemo(memoBytes) : undefined };
     this.visibilitySec = opts.visibilitySec ?? 60;
     this.heartbeat = new VisibilityHeartbeat(opts.chunkQueue, this.visibilitySec);
     this.protection = opts.protection ?? new TaskProtection();

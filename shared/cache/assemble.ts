@@ -95,30 +95,82 @@ export interface AttentionShape {
 }
 
 /**
- * Like assembleCache, but writes the step graph's cache layout directly, [depth, 2, B, N, H, P, hd]
- * (frames moved inwards), so a chunk makes one pass over its cache instead of a join and a transpose.
+ * The cache window in the step graph's layout, [depth, 2, B, N, H, P, hd], frames in *ring order*:
+ * global frame g sits in slot g mod P. Every cached frame is visible to every frame of a call and
+ * already carries its position in its K, so the order of the slots does not change the maths; ring
+ * order lets the next chunk overwrite only its oldest frames (advanceCacheWindow) instead of
+ * rebuilding the window, and a worker that assembles the same window from segments
+ * (assembleAttentionCache) gets the very same bytes.
  */
 export function assembleAttentionCache(plan: CachePlan, data: readonly Float32Array[], shape: AttentionShape): AssembledCache {
-  const { runs, headDim: hd } = shape;
-  const frameFloats = runs * hd;
   if (data.length !== plan.segments.length) {
     throw new RangeError(`assembleAttentionCache: ${data.length} arrays for ${plan.segments.length} planned segments`);
   }
   const P = plan.frames;
-  const cache = new Float32Array(P * frameFloats);
-  let p = 0; // frame index within the assembled cache
+  const cache = new Float32Array(P * shape.runs * shape.headDim);
+  let g = plan.firstFrame; // global index of the next frame to place
   plan.segments.forEach((seg, i) => {
-    const d = data[i];
-    if (d.length !== seg.frames * frameFloats) {
-      throw new SegmentMismatchError('shape', `${seg.frames * frameFloats} floats`, `${d.length} floats`);
-    }
-    for (let f = i === 0 ? plan.skipFrames : 0; f < seg.frames; f++, p++) {
+    checkFrames(data[i], seg.frames, shape);
+    const skip = i === 0 ? plan.skipFrames : 0;
+    copyFrames(data[i], skip, seg.frames - skip, cache, P, g, shape);
+    g += seg.frames - skip;
+  });
+  return { cache, frames: P, firstFrame: plan.firstFrame };
+}
+
+/**
+ * The window after `window` once `frames` new frames (K/V frames-first, starting at global frame
+ * `firstFrame`, right where the window ends) join it, keeping at most `pMax`. A full window is
+ * updated in place (only the new frames are written, over the oldest ones); a growing one is copied
+ * into a larger buffer. Equals assembleAttentionCache of the same frames, byte for byte.
+ */
+export function advanceCacheWindow(
+  window: AssembledCache,
+  kv: Float32Array,
+  firstFrame: number,
+  frames: number,
+  pMax: number,
+  shape: AttentionShape,
+): AssembledCache {
+  checkFrames(kv, frames, shape);
+  const end = window.firstFrame + window.frames;
+  if (firstFrame !== end) throw new RangeError(`advanceCacheWindow: new frames start at ${firstFrame}, the window ends at ${end}`);
+  const P = Math.min(window.frames + frames, pMax);
+  const start = firstFrame + frames - P; // global index of the new window's first frame
+  const keepFrom = Math.max(start, window.firstFrame);
+  let cache = window.cache;
+  if (P !== window.frames) {
+    // Growing (the first chunks of a job): the slot of a kept frame changes with P.
+    cache = new Float32Array(P * shape.runs * shape.headDim);
+    const old = window.cache;
+    const { runs, headDim: hd } = shape;
+    for (let g = keepFrom; g < end; g++) {
+      const src = (g % window.frames) * hd, dst = (g % P) * hd;
       for (let a = 0; a < runs; a++) {
-        const src = (f * runs + a) * hd;
-        const dst = (a * P + p) * hd;
-        for (let k = 0; k < hd; k++) cache[dst + k] = d[src + k];
+        const s = a * window.frames * hd + src, d = a * P * hd + dst;
+        for (let k = 0; k < hd; k++) cache[d + k] = old[s + k];
       }
     }
-  });
-  return { cache, frames: plan.frames, firstFrame: plan.firstFrame };
+  }
+  const skip = Math.max(0, start - firstFrame);
+  copyFrames(kv, skip, frames - skip, cache, P, firstFrame + skip, shape);
+  return { cache, frames: P, firstFrame: start };
+}
+
+function checkFrames(data: Float32Array, frames: number, shape: AttentionShape): void {
+  const want = frames * shape.runs * shape.headDim;
+  if (data.length !== want) throw new SegmentMismatchError('shape', `${want} floats`, `${data.length} floats`);
+}
+
+/** Frames [from, from + count) of frames-first K/V into ring slots of `cache` (P slots), the first being global frame g0. */
+function copyFrames(src: Float32Array, from: number, count: number, cache: Float32Array, P: number, g0: number, shape: AttentionShape) {
+  const { runs, headDim: hd } = shape;
+  for (let f = 0; f < count; f++) {
+    const slot = ((g0 + f) % P) * hd;
+    const base = (from + f) * runs * hd;
+    for (let a = 0; a < runs; a++) {
+      const s = base + a * hd, d = a * P * hd + slot;
+      for (let k = 0; k < hd; k++) cache[d + k] = src[s + k];
+    }
+  }
 }

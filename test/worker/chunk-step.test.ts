@@ -104,7 +104,7 @@ describe('chunk step on the embedded store and queue', () => {
     const job = await submitJob(stack, model.manifest, { frames: 12, steps: 2 });
     // No memo: the next chunk must read (and check) the stored segment, as a fresh worker would.
     const worker = new ChunkWorker({
-      ...stack, model, waitSec: 0.3, segmentMemoBytes: 0,
+      ...stack, model, waitSec: 0.3, windowMemoBytes: 0,
       onTask: (e) => {
         if (e.task.chunk !== 0) return;
         // Flip one payload byte of segment 0 behind the store's back (bit rot, a bad disk).

@@ -1,25 +1,36 @@
 import { describe, expect, it } from 'vitest';
-import { assembleAttentionCache, assembleCache, planCacheRead } from '../../../shared/cache/assemble.js';
+import { advanceCacheWindow, assembleAttentionCache, assembleCache, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
+
+const runs = 6, hd = 4, frameFloats = runs * hd;
+const shape = { runs, headDim: hd };
+/** K/V of `frames` frames from global frame `first`: every float names its frame, run and lane. */
+const kvOf = (first: number, frames: number) =>
+  Float32Array.from({ length: frames * frameFloats }, (_, i) => (first + Math.floor(i / frameFloats)) * 1000 + (i % frameFloats));
+
+/** A job's segments: a prefix of `given` frames, then chunks of `l` frames up to `end`. */
+function segments(given: number, l: number, end: number): SegmentInfo[] {
+  const out: SegmentInfo[] = given > 0 ? [{ chunk: -1, firstFrame: 0, frames: given }] : [];
+  for (let c = 0; given + (c + 1) * l <= end; c++) out.push({ chunk: c, firstFrame: given + c * l, frames: l });
+  return out;
+}
+
+function assembleAt(given: number, l: number, end: number, pMax: number) {
+  const plan = planCacheRead(segments(given, l, end), pMax, { endFrame: end });
+  return { plan, window: assembleAttentionCache(plan, plan.segments.map((s) => kvOf(s.firstFrame, s.frames)), shape) };
+}
 
 describe('assembleAttentionCache', () => {
-  it('equals assembling frames-first and moving the frame axis inwards', () => {
-    const runs = 6, hd = 4, frameFloats = runs * hd;
+  it('holds the frames-first window with the frame axis moved inwards, frame g in slot g mod P', () => {
     // Prefix of 2 frames, then chunks of 3 frames; window of 7 frames -> the oldest is sliced.
-    const segs = [
-      { chunk: -1, firstFrame: 0, frames: 2 },
-      { chunk: 0, firstFrame: 2, frames: 3 },
-      { chunk: 1, firstFrame: 5, frames: 3 },
-    ];
-    const plan = planCacheRead(segs, 7, { endFrame: 8 });
+    const { plan, window } = assembleAt(2, 3, 8, 7);
     expect(plan.skipFrames).toBe(1);
-    const data = plan.segments.map((s) => Float32Array.from({ length: s.frames * frameFloats }, (_, i) => s.chunk * 1000 + i));
-    const framesFirst = assembleCache(plan, data, frameFloats).cache;
-    const got = assembleAttentionCache(plan, data, { runs, headDim: hd });
-    const P = plan.frames;
-    expect(got.frames).toBe(7);
+    const framesFirst = assembleCache(plan, plan.segments.map((s) => kvOf(s.firstFrame, s.frames)), frameFloats).cache;
+    const P = window.frames;
+    expect([P, window.firstFrame]).toEqual([7, 1]);
     for (let p = 0; p < P; p++) {
+      const slot = (window.firstFrame + p) % P;
       for (let a = 0; a < runs; a++) {
-        for (let k = 0; k < hd; k++) expect(got.cache[(a * P + p) * hd + k]).toBe(framesFirst[(p * runs + a) * hd + k]);
+        for (let k = 0; k < hd; k++) expect(window.cache[(a * P + slot) * hd + k]).toBe(framesFirst[(p * runs + a) * hd + k]);
       }
     }
   });
@@ -27,5 +38,31 @@ describe('assembleAttentionCache', () => {
   it('rejects a segment of the wrong size', () => {
     const plan = planCacheRead([{ chunk: 0, firstFrame: 0, frames: 2 }], 4, { endFrame: 2 });
     expect(() => assembleAttentionCache(plan, [new Float32Array(5)], { runs: 2, headDim: 2 })).toThrow(/floats/);
+  });
+});
+
+describe('advanceCacheWindow', () => {
+  it.each([
+    { given: 4, l: 4, pMax: 12 }, // the shipped model: grows 4 -> 8 -> 12, then slides in place
+    { given: 3, l: 4, pMax: 10 }, // a window that is no multiple of the chunk
+    { given: 0, l: 5, pMax: 3 }, // chunks longer than the window
+  ])('equals assembling the next window from segments, byte for byte (given $given, l $l, P_max $pMax)', ({ given, l, pMax }) => {
+    let end = given > 0 ? given : l;
+    let window = assembleAt(given, l, end, pMax).window;
+    for (let step = 0; step < 8; step++) {
+      const before = window.cache;
+      window = advanceCacheWindow(window, kvOf(end, l), end, l, pMax, shape);
+      end += l;
+      const fresh = assembleAt(given, l, end, pMax).window;
+      expect([window.frames, window.firstFrame]).toEqual([fresh.frames, fresh.firstFrame]);
+      expect(window.cache).toEqual(fresh.cache);
+      if (window.frames === pMax && before.length === window.cache.length) expect(window.cache).toBe(before); // in place
+    }
+  });
+
+  it('refuses frames that do not start where the window ends', () => {
+    const { window } = assembleAt(4, 4, 8, 12);
+    expect(() => advanceCacheWindow(window, kvOf(12, 4), 12, 4, 12, shape)).toThrow(/window ends at 8/);
+    expect(() => advanceCacheWindow(window, new Float32Array(3), 8, 4, 12, shape)).toThrow(/floats/);
   });
 });
