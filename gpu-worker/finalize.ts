@@ -23,8 +23,14 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
   const frames = pngsToFrames(pngs, g);
   const video = videoKey(job.tenant, job.id);
   const gif = previewGifKey(job.tenant, job.id);
-  await store.put(video, await encodeMp4(frames, g), { contentType: 'video/mp4' });
-  await store.put(gif, encodeGif(frames, g), { contentType: 'image/gif' });
+  // ffmpeg encodes in its own process while the GIF is encoded here.
+  const mp4 = encodeMp4(frames, g);
+  mp4.catch(() => {}); // awaited below; a throwing GIF encode must not leave it unhandled
+  const preview = encodeGif(frames, g);
+  await Promise.all([
+    mp4.then((bytes) => store.put(video, bytes, { contentType: 'video/mp4' })),
+    store.put(gif, preview, { contentType: 'image/gif' }),
+  ]);
   const updated = await updateJob(store, job.tenant, job.id, (j) => {
     if (j.status === 'succeeded' || j.status === 'failed' || j.status === 'canceled') return null;
     const now = new Date();

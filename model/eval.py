@@ -91,7 +91,8 @@ def main(args):
     rows, start = [], time.time()
 
     # Continuations of held-out videos, generated in batches (one model call serves many videos)
-    videos = [data.make_video(HELD_OUT_SEED + i, given + n_new, cfg.frame_size) for i in range(args.seeds)]
+    first = HELD_OUT_SEED + args.seed_offset
+    videos = [data.make_video(first + i, given + n_new, cfg.frame_size) for i in range(args.seeds)]
     generated = []
     for b in range(0, args.seeds, args.batch):
         part = videos[b:b + args.batch]
@@ -121,7 +122,7 @@ def main(args):
                                            guidance=args.guidance, seed=100))
     mean = lambda v: round(sum(v) / max(len(v), 1), 4)
     result = {
-        "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance, "given_frames": given,
+        "seeds": args.seeds, "first_seed": first, "steps": args.steps, "guidance": args.guidance, "given_frames": given,
         "chunk_frames": cfg.chunk, "training_steps": state.get("step"),
         "chunks": [{"chunk": k + 1, **{key: mean(v) for key, v in m.items() if key not in ("count", "center")},
                     "count_accuracy": mean(m["count"]), "center_error_px": mean(m["center"])}
@@ -147,4 +148,6 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--batch", type=int, default=16, help="videos generated together")
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="start of the held-out seeds; tune sampler settings on another range (e.g. 10000), report on 0")
     main(p.parse_args())
