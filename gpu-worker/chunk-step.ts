@@ -10,8 +10,7 @@
  */
 import { advanceCacheWindow, assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
 import { CacheError } from '../shared/cache/errors.js';
-import { f16ToF32 } from '../shared/cache/f16.js';
-import { decodeSegment, decodeSegmentHeader, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
+import { decodeSegment, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
@@ -29,7 +28,7 @@ import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession } from './model-session.js';
+import type { KvData, ModelSession } from './model-session.js';
 import type { WindowMemo } from './window-memo.js';
 
 export interface ChunkDeps {
@@ -94,8 +93,8 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
   const segment = k + 1 < plan.chunksTotal
     ? model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv').then(async ({ kv }) => {
-      const stored = await writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l));
-      deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, stored, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      await writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l));
+      deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
     : Promise.resolve();
   const keep = Math.min(l, plan.framesTotal - k * l);
@@ -165,17 +164,17 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
     x: repeatRows(frames, plan.rows), t: new Float32Array(plan.rows * n), labels: plan.labels, pos: 0,
     cache: new Float32Array(0), cacheFrames: 0, rows: plan.rows, frames: n,
   }, 'kv');
-  const stored = await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
+  await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
   const empty = { cache: new Float32Array(0), frames: 0, firstFrame: 0 };
-  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(empty, stored, 0, n, m.p_max, attentionShape(m, plan)));
+  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(empty, kv, 0, n, m.p_max, attentionShape(m, plan)));
 }
 
-/** Encodes and stores a segment once; returns exactly the values a reader of it gets back. */
-async function writeSegment(deps: ChunkDeps, key: string, kv: Float32Array, meta: ReturnType<typeof segmentMeta>): Promise<Float32Array> {
-  const m = deps.model.manifest;
-  const body = encodeSegment(kv, meta, m.kv_dtype);
-  await putOnce(deps.store, key, body);
-  return storedValues(body, kv, m.kv_dtype);
+/**
+ * Stores a segment once. The graph emits K/V in the stored dtype, so the window built from `kv`
+ * holds exactly what a reader of the segment gets back.
+ */
+async function writeSegment(deps: ChunkDeps, key: string, kv: KvData, meta: ReturnType<typeof segmentMeta>): Promise<void> {
+  await putOnce(deps.store, key, encodeSegment(kv, meta, deps.model.manifest.kv_dtype));
 }
 
 /** Reads only the newest segments covering min(available, P_max) frames before `endFrame`. */
@@ -214,16 +213,6 @@ function segmentMeta(job: Job, m: Manifest, plan: JobPlan, chunk: number, firstF
     modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame,
     shape: [frames, m.depth, 2, plan.rows, m.tokens_per_frame, m.width] as const,
   };
-}
-
-/** The values a reader of `body` gets back: fp16-rounded when stored as fp16 (no hashing needed). */
-function storedValues(body: Buffer, kv: Float32Array, dtype: Manifest['kv_dtype']): Float32Array {
-  if (dtype !== 'float16') return kv;
-  const payload = body.subarray(decodeSegmentHeader(body).headerBytes);
-  const bits = payload.byteOffset % 2 === 0
-    ? new Uint16Array(payload.buffer, payload.byteOffset, payload.byteLength / 2)
-    : new Uint16Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.byteLength));
-  return f16ToF32(bits);
 }
 
 /** Write-once: an existing object means an earlier attempt of this same step already wrote it. */

@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import { f16ToF32 } from '../shared/cache/f16.js';
 import { loadManifest, type Manifest } from '../shared/model/manifest.js';
 import { log } from './log.js';
 
@@ -17,9 +18,15 @@ export interface StepInput {
   frames: number; // F
 }
 
+/** K/V as the graph emits them, in the manifest's kv_dtype: fp16 bits (Uint16Array) or floats. */
+export type KvData = Float32Array | Uint16Array;
+
+/** K/V values as floats (fp16 widened exactly). */
+export const kvFloats = (kv: KvData): Float32Array => (kv instanceof Uint16Array ? f16ToF32(kv) : kv);
+
 export interface StepOutput {
   prediction: Float32Array; // [rows, F, C, H, W]
-  kv: Float32Array; // [F, depth, 2, rows, N, width]
+  kv: KvData; // [F, depth, 2, rows, N, width]
 }
 
 /** Which outputs a call needs: a denoising step needs only the prediction, the cache write only kv. */
@@ -90,8 +97,10 @@ export class ModelSession {
     const out = await this.session.run(feeds, names);
     this.modelSeconds += (performance.now() - started) / 1000;
     this.calls++;
-    const data = (name: string) => out[name]?.data as Float32Array | undefined;
-    return { prediction: data(io.outputs.prediction), kv: data(io.outputs.kv) };
+    const kv = out[io.outputs.kv];
+    const kvType = m.kv_dtype === 'float16' ? 'float16' : 'float32';
+    if (kv && kv.type !== kvType) throw new TypeError(`the graph's kv is ${kv.type}, the manifest says ${m.kv_dtype}`);
+    return { prediction: out[io.outputs.prediction]?.data as Float32Array | undefined, kv: kv?.data as KvData | undefined };
   }
 
   async release(): Promise<void> {

@@ -2,7 +2,7 @@ import { frameFloats, kvFrameFloats } from '../shared/model/manifest.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
 import { ddimStep } from '../shared/sampler/ddim.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
-import type { ModelSession } from './model-session.js';
+import { kvFloats, type ModelSession } from './model-session.js';
 
 /** One denoising step of an unconditional first chunk; throws unless every output is finite. */
 export async function selfCheck(model: ModelSession) {
@@ -15,7 +15,7 @@ export async function selfCheck(model: ModelSession) {
     cache: new Float32Array(0), cacheFrames: 0, rows: 1, frames: l });
   const next = ddimStep(x, out.prediction, step, m.prediction, m.frame.range);
   const finite = (a: Float32Array) => a.every(Number.isFinite);
-  if (!finite(out.prediction) || !finite(out.kv) || !finite(next) || out.kv.length !== l * kvFrameFloats(m, 1)) {
+  if (!finite(out.prediction) || !finite(kvFloats(out.kv)) || !finite(next) || out.kv.length !== l * kvFrameFloats(m, 1)) {
     throw new Error('self-check: the step graph returned non-finite or mis-shaped outputs');
   }
   return { model: m.name, provider: model.provider, step_ms: Math.round(performance.now() - started) };

@@ -28,14 +28,20 @@ def input_names(cfg):
     return ["x", "t", "label", "pos"] + cache_input_names(cfg)
 
 
+KV_DTYPE = "float16"   # `kv` leaves the graph in the dtype segments store (manifest kv_dtype)
+
+
 class StepGraph(torch.nn.Module):
-    """The exported function: Ca2VDM.step (cached or not, denoising or cache-write pass)."""
+    """The exported function: Ca2VDM.step (cached or not, denoising or cache-write pass). `kv` is
+    cast to fp16 inside the graph: half the bytes to copy out of the runtime (or off the GPU), and
+    the worker stores it as it comes, with no per-value conversion."""
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, x, t, label, pos, *cache):           # cache: K0, V0, K1, V1, ...
-        return self.model.step(x, t, label, pos, list(zip(cache[0::2], cache[1::2])))
+        out, kv = self.model.step(x, t, label, pos, list(zip(cache[0::2], cache[1::2])))
+        return out, kv.to(torch.float16)
 
 
 def split_cache(cache):
@@ -97,7 +103,7 @@ def manifest(cfg, name, onnx_file, state):
         "head_dim": cfg.head_dim,
         "width": cfg.width,
         "tokens_per_frame": cfg.tokens,
-        "kv_dtype": "float16",
+        "kv_dtype": KV_DTYPE,
         "kv_layout": ["frames", "depth", "kv", "batch", "tokens", "width"],
         "cache_layout": ["depth", "kv", "batch", "tokens", "heads", "frames", "head_dim"],
         "schedule": {"type": "cosine", "train_timesteps": diffusion.TRAIN_STEPS,

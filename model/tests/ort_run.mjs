@@ -18,6 +18,6 @@ const out = await session.run(feeds);
 const shapes = {};
 for (const [name, tensor] of Object.entries(out)) {
   writeFileSync(path.join(spec.out_dir, `${name}.bin`), Buffer.from(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
-  shapes[name] = tensor.dims;
+  shapes[name] = { dims: tensor.dims, dtype: tensor.type };
 }
 writeFileSync(path.join(spec.out_dir, 'shapes.json'), JSON.stringify(shapes));

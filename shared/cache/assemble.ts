@@ -1,4 +1,5 @@
 import { CacheGapError, SegmentMismatchError } from './errors.js';
+import { f16Table } from './f16.js';
 
 /** What the reader knows of a stored segment before fetching it (from its key and the job). */
 export interface SegmentInfo {
@@ -122,11 +123,12 @@ export function assembleAttentionCache(plan: CachePlan, data: readonly Float32Ar
  * The window after `window` once `frames` new frames (K/V frames-first, starting at global frame
  * `firstFrame`, right where the window ends) join it, keeping at most `pMax`. A full window is
  * updated in place (only the new frames are written, over the oldest ones); a growing one is copied
- * into a larger buffer. Equals assembleAttentionCache of the same frames, byte for byte.
+ * into a larger buffer. `kv` is floats or fp16 bits (widened while copied). Equals
+ * assembleAttentionCache of the same frames (as stored and read back), byte for byte.
  */
 export function advanceCacheWindow(
   window: AssembledCache,
-  kv: Float32Array,
+  kv: Float32Array | Uint16Array,
   firstFrame: number,
   frames: number,
   pMax: number,
@@ -157,20 +159,27 @@ export function advanceCacheWindow(
   return { cache, frames: P, firstFrame: start };
 }
 
-function checkFrames(data: Float32Array, frames: number, shape: AttentionShape): void {
+function checkFrames(data: Float32Array | Uint16Array, frames: number, shape: AttentionShape): void {
   const want = frames * shape.runs * shape.headDim;
   if (data.length !== want) throw new SegmentMismatchError('shape', `${want} floats`, `${data.length} floats`);
 }
 
-/** Frames [from, from + count) of frames-first K/V into ring slots of `cache` (P slots), the first being global frame g0. */
-function copyFrames(src: Float32Array, from: number, count: number, cache: Float32Array, P: number, g0: number, shape: AttentionShape) {
+/**
+ * Frames [from, from + count) of frames-first K/V (floats, or fp16 bits) into ring slots of `cache`
+ * (P slots), the first being global frame g0.
+ */
+function copyFrames(
+  src: Float32Array | Uint16Array, from: number, count: number, cache: Float32Array, P: number, g0: number, shape: AttentionShape,
+) {
   const { runs, headDim: hd } = shape;
+  const half = src instanceof Uint16Array ? f16Table() : undefined;
   for (let f = 0; f < count; f++) {
     const slot = ((g0 + f) % P) * hd;
     const base = (from + f) * runs * hd;
     for (let a = 0; a < runs; a++) {
       const s = base + a * hd, d = a * P * hd + slot;
-      for (let k = 0; k < hd; k++) cache[d + k] = src[s + k];
+      if (half) for (let k = 0; k < hd; k++) cache[d + k] = half[src[s + k]];
+      else for (let k = 0; k < hd; k++) cache[d + k] = src[s + k];
     }
   }
 }

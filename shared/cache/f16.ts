@@ -50,7 +50,8 @@ export function f32ToF16(src: Float32Array, out: Uint16Array = new Uint16Array(s
 
 let table: Float32Array | undefined;
 
-function f16Table(): Float32Array {
+/** fp16 bits -> float, for every 16-bit pattern (exact). */
+export function f16Table(): Float32Array {
   if (table) return table;
   const t = new Float32Array(65536);
   for (let h = 0; h < 65536; h++) {

@@ -77,8 +77,12 @@ const sha256 = (...parts: Uint8Array[]) => {
   return h.digest();
 };
 
-/** Serializes one segment; `data` holds prod(shape) floats, stored as `dtype` (fp16 by default). */
-export function encodeSegment(data: Float32Array, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Buffer {
+/**
+ * Serializes one segment; `data` holds prod(shape) values, stored as `dtype` (fp16 by default):
+ * floats, or fp16 bits already (a Uint16Array, as the step graph emits them), stored as they are.
+ */
+export function encodeSegment(data: Float32Array | Uint16Array, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Buffer {
+  if (data instanceof Uint16Array && dtype !== 'float16') throw new RangeError('encodeSegment: fp16 bits can only be stored as float16');
   const { shape } = meta;
   if (shape.length !== 6 || shape[2] !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0 && d <= 0xffffffff)) {
     throw new RangeError(`segment shape must be [F, depth, 2, B, N, width] of positive u32, got [${shape}]`);
@@ -96,7 +100,9 @@ export function encodeSegment(data: Float32Array, meta: SegmentMeta, dtype: Segm
   }
 
   const payload =
-    dtype === 'float16'
+    data instanceof Uint16Array
+      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      : dtype === 'float16'
       ? Buffer.from(f32ToF16(data).buffer)
       : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const headerBytes = 8 + 2 + 1 + 1 + 4 * 6 + 32 + 2 + job.length + 4 + 4 + 8 + 32 + 32;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelSession, type StepInput } from '../../gpu-worker/model-session.js';
+import { kvFloats, ModelSession, type StepInput } from '../../gpu-worker/model-session.js';
 import { assembleAttentionCache, planCacheRead } from '../../shared/cache/assemble.js';
 import { frameFloats } from '../../shared/model/manifest.js';
 import { MODEL_DIR } from './fixtures.js';
@@ -45,15 +45,23 @@ describe('the step graph as the worker calls it', () => {
     // Cached: the t = 0 pass on the prefix, its K/V assembled as the worker does, then the chunk alone.
     const { kv } = await model.step(call({ x: frames(x, rows, F, 0, P, ff), t: new Float32Array(rows * P), frames: P }), 'kv');
     const plan = planCacheRead([{ chunk: 0, firstFrame: 3, frames: P }], m.p_max, { startFrame: 3 });
-    const { cache } = assembleAttentionCache(plan, [kv], { runs: m.depth * 2 * rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
+    const { cache } = assembleAttentionCache(plan, [kvFloats(kv)], { runs: m.depth * 2 * rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
     const part = await model.step(call({
       x: frames(x, rows, F, P, F, ff), t: new Float32Array(rows * l).fill(400), pos: 3 + P, cache, cacheFrames: P, frames: l,
     }));
 
-    expect(maxAbsDiff(part.prediction, frames(full.prediction, rows, F, P, F, ff))).toBeLessThan(1e-4);
+    // The cache holds K/V as stored (fp16, ~3 significant digits), the recompute keeps them fp32
+    // inside the graph: the predictions agree to that rounding (the fp32 maths agree to 1e-4 in
+    // model/tests/test_export.py).
+    expect(maxAbsDiff(part.prediction, frames(full.prediction, rows, F, P, F, ff))).toBeLessThan(2e-3);
+    // kv leaves the graph in the manifest's dtype (fp16). The prefix's K/V are the same fp32 maths
+    // either way: equal to within one fp16 step. The chunk's K/V saw the rounded cache: to 2e-3.
+    expect(kv).toBeInstanceOf(m.kv_dtype === 'float16' ? Uint16Array : Float32Array);
     const kvFrame = kv.length / P; // frames are kv's outer axis
-    expect(maxAbsDiff(part.kv, full.kv.subarray(P * kvFrame))).toBeLessThan(1e-4);
-    expect(maxAbsDiff(kv, full.kv.subarray(0, P * kvFrame))).toBeLessThan(1e-4);
+    const fullKv = kvFloats(full.kv);
+    const close = (a: Float32Array, b: Float32Array, abs: number) => a.every((v, i) => Math.abs(v - b[i]) <= abs + Math.abs(b[i]) * 2 ** -10);
+    expect(close(kvFloats(kv), fullKv.subarray(0, P * kvFrame), 1e-4)).toBe(true);
+    expect(close(kvFloats(part.kv), fullKv.subarray(P * kvFrame), 2e-3)).toBe(true);
   });
 
   it('rejects a cache whose size does not match its frame count', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { f16ToF32, f32ToF16 } from '../../../shared/cache/f16.js';
 import { advanceCacheWindow, assembleAttentionCache, assembleCache, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
 
 const runs = 6, hd = 4, frameFloats = runs * hd;
@@ -58,6 +59,15 @@ describe('advanceCacheWindow', () => {
       expect(window.cache).toEqual(fresh.cache);
       if (window.frames === pMax && before.length === window.cache.length) expect(window.cache).toBe(before); // in place
     }
+  });
+
+  it('takes fp16 bits as the step graph emits them, widening them as it copies', () => {
+    const bits = f32ToF16(kvOf(8, 4).map((v) => v / 7));
+    const { window } = assembleAt(4, 4, 8, 12);
+    const copy = { ...window, cache: window.cache.slice() };
+    const fromBits = advanceCacheWindow(window, bits, 8, 4, 12, shape);
+    const fromFloats = advanceCacheWindow(copy, f16ToF32(bits), 8, 4, 12, shape);
+    expect(fromBits.cache).toEqual(fromFloats.cache);
   });
 
   it('refuses frames that do not start where the window ends', () => {

@@ -53,6 +53,12 @@ describe('cache segment codec', () => {
     expect(buf.length).toBe(meta.headerBytes + COUNT * 2);
   });
 
+  it('stores fp16 bits given as they are: the same bytes as encoding their floats', () => {
+    const bits = f32ToF16(data());
+    expect(encodeSegment(bits, META).equals(encodeSegment(f16ToF32(bits), META))).toBe(true);
+    expect(() => encodeSegment(bits, META, 'float32')).toThrow(/only be stored as float16/);
+  });
+
   it('keeps the prefix chunk index -1 and decodes from an unaligned view', () => {
     const buf = encodeSegment(data(), { ...META, chunk: PREFIX_CHUNK, firstFrame: 0 });
     const shifted = Buffer.alloc(buf.length + 1);
