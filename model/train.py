@@ -50,8 +50,9 @@ def save(path, model, ema, opt, step, elapsed):
     # Small fp16 copies (EMA for sampling and resuming, raw weights for resuming) fit in git.
     for name, net in (("ema", ema), ("model", model)):
         half = {k: v.half() for k, v in net.state_dict().items()}
-        torch.save(dict(config=ca2vdm.config_dict(model.cfg), weights=half, step=step, elapsed=elapsed),
-                   os.path.join(os.path.dirname(path), f"{name}_fp16.pt"))
+        dest = os.path.join(os.path.dirname(path), f"{name}_fp16.pt")
+        torch.save(dict(config=ca2vdm.config_dict(model.cfg), weights=half, step=step, elapsed=elapsed), dest + ".tmp")
+        os.replace(dest + ".tmp", dest)   # a reader (the GPU script's copier) never sees half a file
 
 
 def main(args):
