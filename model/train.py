@@ -63,7 +63,10 @@ def main(args):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     state = torch.load(args.resume, map_location="cpu") if args.resume else None
-    cfg = ca2vdm.Ca2Config(**state["config"]) if state else ca2vdm.Ca2Config(**ca2vdm.PRESETS[args.preset])
+    window = {k: v for k, v in (("p_max", args.p_max), ("chunk", args.chunk)) if v is not None}
+    if state and window:
+        raise SystemExit("--p-max/--chunk set the window of a new model; a resumed one keeps its own")
+    cfg = ca2vdm.Ca2Config(**state["config"]) if state else ca2vdm.Ca2Config(**{**ca2vdm.PRESETS[args.preset], **window})
     model = ca2vdm.Ca2VDM(cfg).to(device)
     ema = ca2vdm.Ca2VDM(cfg).to(device)
     if state:
@@ -147,6 +150,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--preset", default="small", choices=sorted(ca2vdm.PRESETS))
     p.add_argument("--out", default="runs/small")
+    p.add_argument("--p-max", type=int, default=None,
+                   help="cached frames P_max of a new model (default 12); serving speedup grows with P_max / chunk")
+    p.add_argument("--chunk", type=int, default=None, help="frames per chunk l of a new model (default 4)")
     p.add_argument("--resume", default=None, help="ckpt.pt or ema_fp16.pt to continue from")
     p.add_argument("--resume-raw", default=None, help="model_fp16.pt (raw weights) with an fp16 --resume")
     p.add_argument("--fresh-optimizer", action="store_true")
