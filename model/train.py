@@ -146,7 +146,7 @@ def main(args):
     print(json.dumps(final), flush=True)
 
 
-if __name__ == "__main__":
+def parser():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--preset", default="small", choices=sorted(ca2vdm.PRESETS))
     p.add_argument("--out", default="runs/small")
@@ -170,4 +170,8 @@ if __name__ == "__main__":
     p.add_argument("--device", default=None)
     p.add_argument("--fp32", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--seed", type=int, default=0)
-    main(p.parse_args())
+    return p
+
+
+if __name__ == "__main__":
+    main(parser().parse_args())

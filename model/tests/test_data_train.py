@@ -50,11 +50,10 @@ def _fixed_batch_loss(model):
 
 def test_training_smoke_lowers_loss(tmp_path):
     """A short run of the real training loop (resumable checkpoint included) lowers the loss."""
-    import argparse
-    args = argparse.Namespace(preset="test", out=str(tmp_path), resume=None, resume_raw=None, fresh_optimizer=False,
-                              minutes=5.0, steps=30, batch=8, lr=3e-3, min_lr_frac=1.0, warmup=1, ema=0.9,
-                              label_dropout=0.1, ckpt_minutes=10.0, log_every=1, diag_every=0, device="cpu",
-                              fp32=True, seed=0)
+    args = train.parser().parse_args([
+        "--preset", "test", "--out", str(tmp_path), "--minutes", "5", "--steps", "30", "--batch", "8",
+        "--lr", "3e-3", "--min-lr-frac", "1.0", "--warmup", "1", "--ema", "0.9", "--ckpt-minutes", "10",
+        "--log-every", "1", "--device", "cpu", "--fp32"])
     train.main(args)
     assert len(open(tmp_path / "loss.jsonl").readlines()) == 30
     state = torch.load(tmp_path / "ckpt.pt")
