@@ -34,6 +34,7 @@ const FRAMES = Number(process.env.BENCH_FRAMES ?? 80);
 // minutes, so totals are averaged over the runs and per-chunk times are medians.
 const REPEATS = Math.max(1, Number(process.env.BENCH_REPEATS ?? 3));
 const GIVEN = 4;
+const TENANT = 'bench';
 const seconds = (start: number) => (performance.now() - start) / 1000;
 const round = (v: number, d = 3) => Math.round(v * 10 ** d) / 10 ** d;
 
@@ -92,7 +93,7 @@ async function run(opts: { memo: boolean; paired: boolean }) {
   const store = new CountingStore(adapters.store);
   // Submitted as the API does it (validation, starting frames, job.json, chunk 0 queued).
   const api = { store, chunkQueue: adapters.chunkQueue, manifest: m, config: { ...DEFAULT_API_CONFIG, maxFrames: Math.max(FRAMES, DEFAULT_API_CONFIG.maxFrames) } };
-  const { job } = await createVideo(api, { tenant: 'bench', baseUrl: 'http://127.0.0.1' }, {
+  const { job } = await createVideo(api, { tenant: TENANT, baseUrl: 'http://127.0.0.1' }, {
     body: { frames: FRAMES, steps, guidance, label: m.labels[label], seed: 3, init_frames: initPngs.map((b) => b.toString('base64')) },
   });
   const taskSeconds: number[] = [], bytesWritten: number[] = [], bytesRead: number[] = [], baselineSeconds: number[] = [];
@@ -117,7 +118,7 @@ async function run(opts: { memo: boolean; paired: boolean }) {
     if (outcome === 'finalized' || outcome === 'failed' || outcome === undefined) break;
   }
   await worker.close();
-  const result = (await readJob(adapters.store, 'bench', job.id))!.job;
+  const result = (await readJob(adapters.store, TENANT, job.id))!.job;
   if (result.status !== 'succeeded') throw new Error(`cached run ended ${result.status}: ${JSON.stringify(result.error)}`);
   // Per chunk: the chunk step up to its job update (as recorded in the job); finalize apart.
   const chunkSeconds = result.metrics.chunk_seconds;

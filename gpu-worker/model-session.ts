@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { f16ToF32 } from '../shared/cache/f16.js';
+import type { KvData } from '../shared/cache/segment.js';
 import { loadManifest, type Manifest } from '../shared/model/manifest.js';
 import { log } from './log.js';
 
@@ -19,7 +20,7 @@ export interface StepInput {
 }
 
 /** K/V as the graph emits them, in the manifest's kv_dtype: fp16 bits (Uint16Array) or floats. */
-export type KvData = Float32Array | Uint16Array;
+export type { KvData };
 
 /** K/V values as floats (fp16 widened exactly). */
 export const kvFloats = (kv: KvData): Float32Array => (kv instanceof Uint16Array ? f16ToF32(kv) : kv);
@@ -98,8 +99,7 @@ export class ModelSession {
     this.modelSeconds += (performance.now() - started) / 1000;
     this.calls++;
     const kv = out[io.outputs.kv];
-    const kvType = m.kv_dtype === 'float16' ? 'float16' : 'float32';
-    if (kv && kv.type !== kvType) throw new TypeError(`the graph's kv is ${kv.type}, the manifest says ${m.kv_dtype}`);
+    if (kv && kv.type !== m.kv_dtype) throw new TypeError(`the graph's kv is ${kv.type}, the manifest says ${m.kv_dtype}`);
     return { prediction: out[io.outputs.prediction]?.data as Float32Array | undefined, kv: kv?.data as KvData | undefined };
   }
 

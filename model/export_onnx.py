@@ -33,7 +33,7 @@ KV_DTYPE = "float16"   # `kv` leaves the graph in the dtype segments store (mani
 
 class StepGraph(torch.nn.Module):
     """The exported function: Ca2VDM.step (cached or not, denoising or cache-write pass). `kv` is
-    cast to fp16 inside the graph: half the bytes to copy out of the runtime (or off the GPU), and
+    cast to KV_DTYPE (fp16) inside the graph: half the bytes to copy out of the runtime (or off the GPU), and
     the worker stores it as it comes, with no per-value conversion."""
     def __init__(self, model):
         super().__init__()
@@ -41,7 +41,7 @@ class StepGraph(torch.nn.Module):
 
     def forward(self, x, t, label, pos, *cache):           # cache: K0, V0, K1, V1, ...
         out, kv = self.model.step(x, t, label, pos, list(zip(cache[0::2], cache[1::2])))
-        return out, kv.to(torch.float16)
+        return out, kv.to(getattr(torch, KV_DTYPE))
 
 
 def split_cache(cache):

@@ -1,5 +1,6 @@
 import { CacheGapError, SegmentMismatchError } from './errors.js';
 import { f16Table } from './f16.js';
+import type { KvData } from './segment.js';
 
 /** What the reader knows of a stored segment before fetching it (from its key and the job). */
 export interface SegmentInfo {
@@ -128,7 +129,7 @@ export function assembleAttentionCache(plan: CachePlan, data: readonly Float32Ar
  */
 export function advanceCacheWindow(
   window: AssembledCache,
-  kv: Float32Array | Uint16Array,
+  kv: KvData,
   firstFrame: number,
   frames: number,
   pMax: number,
@@ -159,7 +160,7 @@ export function advanceCacheWindow(
   return { cache, frames: P, firstFrame: start };
 }
 
-function checkFrames(data: Float32Array | Uint16Array, frames: number, shape: AttentionShape): void {
+function checkFrames(data: KvData, frames: number, shape: AttentionShape): void {
   const want = frames * shape.runs * shape.headDim;
   if (data.length !== want) throw new SegmentMismatchError('shape', `${want} floats`, `${data.length} floats`);
 }
@@ -169,7 +170,7 @@ function checkFrames(data: Float32Array | Uint16Array, frames: number, shape: At
  * (P slots), the first being global frame g0.
  */
 function copyFrames(
-  src: Float32Array | Uint16Array, from: number, count: number, cache: Float32Array, P: number, g0: number, shape: AttentionShape,
+  src: KvData, from: number, count: number, cache: Float32Array, P: number, g0: number, shape: AttentionShape,
 ) {
   const { runs, headDim: hd } = shape;
   const half = src instanceof Uint16Array ? f16Table() : undefined;

@@ -77,11 +77,14 @@ const sha256 = (...parts: Uint8Array[]) => {
   return h.digest();
 };
 
+/** K/V values: floats, or fp16 bits (as the step graph emits them when kv_dtype is float16). */
+export type KvData = Float32Array | Uint16Array;
+
 /**
  * Serializes one segment; `data` holds prod(shape) values, stored as `dtype` (fp16 by default):
  * floats, or fp16 bits already (a Uint16Array, as the step graph emits them), stored as they are.
  */
-export function encodeSegment(data: Float32Array | Uint16Array, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Buffer {
+export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Buffer {
   if (data instanceof Uint16Array && dtype !== 'float16') throw new RangeError('encodeSegment: fp16 bits can only be stored as float16');
   const { shape } = meta;
   if (shape.length !== 6 || shape[2] !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0 && d <= 0xffffffff)) {
