@@ -132,19 +132,22 @@ class CausalTemporalAttention(nn.Module):
         self.proj = nn.Linear(cfg.width, cfg.width)
 
     def forward(self, x, cache_k, cache_v, mask):
-        # x: (B, F, N, D); cache_k/v: (B, N, H, P, hd) (attention layout); mask: (F, F) bool
+        # x: (B, F, N, D); cache_k/v: (B, N, H, P, hd) (attention layout) or None; mask: (F, F) bool
         B, F, N, D = x.shape
-        P = cache_k.shape[3]
+        P = 0 if cache_k is None else cache_k.shape[3]
         q, k, v = self.qkv(x).chunk(3, dim=-1)             # (B, F, N, D) each
         new_kv = torch.stack([k, v]).permute(2, 0, 1, 3, 4)  # (F, 2, B, N, D)
 
         def heads(z):                                      # (B, F, N, D) -> (B, N, H, F, hd)
             return z.reshape(B, F, N, self.heads, self.hd).permute(0, 2, 3, 1, 4)
         q, k, v = heads(q) / math.sqrt(self.hd), heads(k), heads(v)
-        scores_cache = q @ cache_k.transpose(-2, -1)       # (B, N, H, F, P): every cached frame visible
         scores_new = (q @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf"))  # (B, N, H, F, F)
-        w = torch.cat([scores_cache, scores_new], -1).softmax(-1)
-        out = w[..., :P] @ cache_v + w[..., P:] @ v        # (B, N, H, F, hd)
+        if cache_k is None:                                # training: the clip carries its own history
+            out = scores_new.softmax(-1) @ v               # (B, N, H, F, hd)
+        else:
+            scores_cache = q @ cache_k.transpose(-2, -1)   # (B, N, H, F, P): every cached frame visible
+            w = torch.cat([scores_cache, scores_new], -1).softmax(-1)
+            out = w[..., :P] @ cache_v + w[..., P:] @ v    # (B, N, H, F, hd)
         out = out.permute(0, 3, 1, 2, 4).reshape(B, F, N, D)
         return self.proj(out), new_kv
 
@@ -240,7 +243,8 @@ class Ca2VDM(nn.Module):
 
     def forward(self, x, t, label, frame_index, cache, mask):
         """x: (B, F, C, H, W); t: (B, F); label: (B,); frame_index: (F,) global frame indices;
-        cache: (depth, 2, B, N, H, P, hd), or per layer a (K, V) pair of (B, N, H, P, hd);
+        cache: (depth, 2, B, N, H, P, hd), or per layer a (K, V) pair of (B, N, H, P, hd), or None
+        (no cached frames: the training pass, whose clip holds its own history);
         mask: (F, F) bool, which frames of x each frame of x sees (all cached frames are seen).
         Returns the prediction (B, F, C, H, W) and the K/V of x's frames (F, depth, 2, B, N, D)."""
         h = self.patch_embed(self.patchify(x))             # (B, F, N, D)
@@ -248,7 +252,8 @@ class Ca2VDM(nn.Module):
         c = self.t_embed(t) + self.y_embed(label)[:, None]  # (B, F, D)
         kvs = []
         for i, blk in enumerate(self.blocks):
-            h, kv = blk(h, c, cache[i][0], cache[i][1], mask)
+            ck, cv = (None, None) if cache is None else (cache[i][0], cache[i][1])
+            h, kv = blk(h, c, ck, cv, mask)
             kvs.append(kv)
         out = self.unpatchify(self.final(h, c))            # (B, F, C, H, W)
         return out, torch.stack(kvs, 1)                    # (F, depth, 2, B, N, D)
@@ -297,7 +302,7 @@ def training_forward(model, clean, noisy, t, label, start):
     tt = torch.cat([torch.zeros_like(t), t], 1)                              # (B, 2F)
     idx = start + torch.arange(F, device=clean.device)
     mask = teacher_forcing_mask(F, model.cfg.chunk, clean.device)
-    out, _ = model(x, tt, label, torch.cat([idx, idx]), model.empty_cache(B, clean.device), mask)
+    out, _ = model(x, tt, label, torch.cat([idx, idx]), None, mask)
     return out[:, F:]
 
 

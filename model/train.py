@@ -100,6 +100,24 @@ def main(args):
     start, last_ckpt, step = time.time(), time.time(), step0
     running = None
 
+    # torch.compile (torch 2.x) fuses the many small element-wise ops that bound a step of this
+    # narrow model on a GPU; it compiles on the first step, and any failure there falls back to eager.
+    net = model
+    if args.compile:
+        if hasattr(torch, "compile"):
+            net = torch.compile(model)
+        else:
+            print(f"--compile needs torch 2.x (this is {torch.__version__}): training eagerly", flush=True)
+    ema_params, model_params = list(ema.parameters()), list(model.parameters())
+
+    def loss_and_grads(net, clean, noisy, t, label, offset, noise, ab):
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            pred = ca2vdm.training_forward(net, clean, noisy, t.float(), label, offset)
+        loss = diffusion.loss_fn(pred.float(), clean, noise, ab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
     # Train until the time budget is spent
     while time.time() - start < budget and (args.steps is None or step - step0 < args.steps):
         frac = (time.time() - start) / budget
@@ -115,21 +133,28 @@ def main(args):
         noise = torch.randn(clean.shape, generator=g, device=device)
         noisy = diffusion.q_sample(clean, noise, ab)
         offset = int(torch.randint(0, cfg.l_train, (1,), generator=g, device=device))
-        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
-            pred = ca2vdm.training_forward(model, clean, noisy, t.float(), label, offset)
-        loss = diffusion.loss_fn(pred.float(), clean, noise, ab)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        batch = (clean, noisy, t, label, offset, noise, ab)
+        if net is not model and step == step0:
+            try:
+                loss = loss_and_grads(net, *batch)
+                print(f"compiled in {time.time() - start:.0f} s", flush=True)
+            except Exception as e:   # a compiler problem must not cost the run
+                print(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", flush=True)
+                net = model
+                loss = loss_and_grads(net, *batch)
+        else:
+            loss = loss_and_grads(net, *batch)
+        torch.nn.utils.clip_grad_norm_(model_params, 1.0)
         opt.step()
         with torch.no_grad():
             decay = min(args.ema, (1 + step - step0) / (10 + step - step0))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+            torch._foreach_mul_(ema_params, decay)
+            torch._foreach_add_(ema_params, model_params, alpha=1 - decay)
         step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        loss = loss.detach()   # the running mean stays on the device: no sync per step
+        running = loss if running is None else 0.98 * running + 0.02 * loss
         if step % args.log_every == 0:
-            rec = dict(step=step, loss=round(running, 5), batch_loss=round(loss.item(), 5), lr=lr,
+            rec = dict(step=step, loss=round(running.item(), 5), batch_loss=round(loss.item(), 5), lr=lr,
                        elapsed=round(elapsed0 + time.time() - start, 1))
             if args.diag_every and step % args.diag_every == 0:
                 rec["x0_psnr"] = diagnose(ema, cfg, device, ab_all)
@@ -169,6 +194,7 @@ def parser():
     p.add_argument("--diag-every", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--fp32", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (torch 2.x; eager if it fails)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
