@@ -42,6 +42,28 @@ def diagnose(model, cfg, device, ab_all, ts=(250, 500, 750, 999), n=32):
     return out
 
 
+def fixed_batch(cfg, device, ab_all, n):
+    """One fixed training batch (clean, noisy, t, label, offset, noise, ab) for checks."""
+    g = torch.Generator(device=device).manual_seed(4321)
+    clean, label = data.batch(n, cfg.l_train, cfg.frame_size, g, device)
+    t = chunk_timesteps(n, cfg.l_train, cfg.chunk, g, device)
+    ab = ab_all[t][..., None, None, None]
+    noise = torch.randn(clean.shape, generator=g, device=device)
+    return clean, diffusion.q_sample(clean, noise, ab), t, label, 3, noise, ab
+
+
+def compiled_backward_without_autocast():
+    """With autocast around a compiled module, torch 2.x traces the backward under autocast too
+    (bf16 gradients, unlike eager): measured here as a loss that climbed while the fp32 loss of the
+    same weights did not (pytorch/pytorch#153044). Eager semantics: no autocast in the backward."""
+    try:
+        import torch._functorch.config as functorch_config
+        if hasattr(functorch_config, "backward_pass_autocast"):
+            functorch_config.backward_pass_autocast = "off"
+    except ImportError:
+        pass
+
+
 def save(path, model, ema, opt, step, elapsed):
     tmp = path + ".tmp"
     torch.save(dict(config=ca2vdm.config_dict(model.cfg), model=model.state_dict(), ema=ema.state_dict(),
@@ -106,17 +128,41 @@ def main(args):
     if args.compile:
         if hasattr(torch, "compile"):
             net = torch.compile(model)
+            compiled_backward_without_autocast()
         else:
             print(f"--compile needs torch 2.x (this is {torch.__version__}): training eagerly", flush=True)
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
 
-    def loss_and_grads(net, clean, noisy, t, label, offset, noise, ab):
+    def loss_and_grads(net, clean, noisy, t, label, offset, noise, ab, amp=amp):
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
             pred = ca2vdm.training_forward(net, clean, noisy, t.float(), label, offset)
         loss = diffusion.loss_fn(pred.float(), clean, noise, ab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         return loss
+
+    def gradient_check(net, batch):
+        """The training gradient (this net, this precision) on one fixed batch, compared with the
+        eager gradient in the same precision and with the eager fp32 one: (cosine, norm ratio) each.
+        A compiled backward that differs from eager shows here long before it shows in the loss."""
+        grads = []
+        for m, a in ((net, amp), (model, amp), (model, False)):
+            loss_and_grads(m, *batch, amp=a)
+            grads.append(torch.cat([p.grad.flatten() for p in model_params]))
+        opt.zero_grad(set_to_none=True)
+        cos = lambda a, b: round(torch.nn.functional.cosine_similarity(a, b, dim=0).item(), 4)
+        ratio = lambda a, b: round((a.norm() / b.norm()).item(), 3)
+        return dict(vs_eager=[cos(grads[0], grads[1]), ratio(grads[0], grads[1])],
+                    vs_fp32=[cos(grads[0], grads[2]), ratio(grads[0], grads[2])])
+
+    def keep_compiled(net, check):
+        """Falls back to eager when the compiled gradient is not the eager one."""
+        cos, ratio = check["vs_eager"]
+        if net is model or (cos > 0.95 and 0.8 < ratio < 1.25):
+            return net
+        print(f"compiled gradient differs from eager ({check}): training eagerly from here", flush=True)
+        return model
+    check_batch = fixed_batch(cfg, device, ab_all, args.batch)   # the training shape: no recompile
 
     # Train until the time budget is spent
     while time.time() - start < budget and (args.steps is None or step - step0 < args.steps):
@@ -138,6 +184,10 @@ def main(args):
             try:
                 loss = loss_and_grads(net, *batch)
                 print(f"compiled in {time.time() - start:.0f} s", flush=True)
+                check = gradient_check(net, check_batch)
+                print(f"compiled gradient vs eager: {check}", flush=True)
+                net = keep_compiled(net, check)
+                loss = loss_and_grads(net, *batch)   # the check used the gradient buffers
             except Exception as e:   # a compiler problem must not cost the run
                 print(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", flush=True)
                 net = model
@@ -158,6 +208,9 @@ def main(args):
                        elapsed=round(elapsed0 + time.time() - start, 1))
             if args.diag_every and step % args.diag_every == 0:
                 rec["x0_psnr"] = diagnose(ema, cfg, device, ab_all)
+                if net is not model or amp:
+                    rec["grad"] = gradient_check(net, check_batch)
+                    net = keep_compiled(net, rec["grad"])
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()

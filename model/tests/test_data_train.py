@@ -62,3 +62,40 @@ def test_training_smoke_lowers_loss(tmp_path):
     after = ca2vdm.Ca2VDM(ca2vdm.Ca2Config(**state["config"]))
     after.load_state_dict(state["model"])
     assert _fixed_batch_loss(after) < 0.8 * _fixed_batch_loss(before)
+
+
+class _Scaled(torch.nn.Module):
+    """Stands in for a compiled model: same weights, output times `scale` (scale 1 = faithful)."""
+    def __init__(self, model, scale):
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, *args):
+        out, kv = self.model(*args)
+        return out * self.scale, kv
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+
+def _run_compiled(tmp_path, monkeypatch, capsys, scale):
+    monkeypatch.setattr(torch, "compile", lambda model: _Scaled(model, scale), raising=False)
+    args = train.parser().parse_args([
+        "--preset", "test", "--out", str(tmp_path), "--steps", "4", "--batch", "2", "--log-every", "2",
+        "--diag-every", "2", "--device", "cpu", "--compile"])
+    train.main(args)
+    return capsys.readouterr().out
+
+
+def test_compiled_gradient_is_checked_against_eager(tmp_path, monkeypatch, capsys):
+    """A compiled net whose gradient is eager's is kept; one whose gradient differs (here: its
+    output scaled by 1.5, so its gradient is not eager's) is dropped for eager training."""
+    out = _run_compiled(tmp_path / "same", monkeypatch, capsys, 1.0)
+    assert '"vs_eager": [1.0, 1.0]' in out and "training eagerly" not in out
+    out = _run_compiled(tmp_path / "off", monkeypatch, capsys, 1.5)
+    assert "compiled gradient differs from eager" in out and "training eagerly from here" in out
+    logged = [json.loads(l) for l in open(tmp_path / "off" / "loss.jsonl")]
+    assert "grad" not in logged[-1]   # after the fallback the net is eager: nothing left to check
