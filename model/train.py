@@ -5,7 +5,6 @@ learning rate decays over the time budget, checkpoints are written every few min
 and --resume continues from a checkpoint (full state, or the fp16 EMA weights alone).
 """
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -42,6 +41,17 @@ def diagnose(model, cfg, device, ab_all, ts=(250, 500, 750, 999), n=32):
     return out
 
 
+class Bf16(torch.nn.Module):
+    """The model's forward under bf16 autocast (CUDA); parameters, gradients and the loss stay fp32."""
+    def __init__(self, model, device_type="cuda"):
+        super().__init__()
+        self.model, self.cfg, self.device_type = model, model.cfg, device_type
+
+    def forward(self, *args):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(*args)
+
+
 def fixed_batch(cfg, device, ab_all, n):
     """One fixed training batch (clean, noisy, t, label, offset, noise, ab) for checks."""
     g = torch.Generator(device=device).manual_seed(4321)
@@ -55,7 +65,8 @@ def fixed_batch(cfg, device, ab_all, n):
 def compiled_backward_without_autocast():
     """With autocast around a compiled module, torch 2.x traces the backward under autocast too
     (bf16 gradients, unlike eager): measured here as a loss that climbed while the fp32 loss of the
-    same weights did not (pytorch/pytorch#153044). Eager semantics: no autocast in the backward."""
+    same weights did not (pytorch/pytorch#153044). Autocast now sits inside the compiled module
+    (Bf16); this also asks for eager semantics (no autocast in the backward) where torch has the switch."""
     try:
         import torch._functorch.config as functorch_config
         if hasattr(functorch_config, "backward_pass_autocast"):
@@ -122,20 +133,22 @@ def main(args):
     start, last_ckpt, step = time.time(), time.time(), step0
     running = None
 
-    # torch.compile (torch 2.x) fuses the many small element-wise ops that bound a step of this
-    # narrow model on a GPU; it compiles on the first step, and any failure there falls back to eager.
-    net = model
+    # bf16 autocast on CUDA lives inside the module (Bf16), so that it sits inside a compiled region
+    # rather than around it. torch.compile (torch 2.x) fuses the many small element-wise ops that
+    # bound a step of this narrow model on a GPU; it compiles on the first step, and a failure
+    # there, or a gradient that is not eager's, falls back to eager.
+    eager = Bf16(model) if amp else model
+    net = eager
     if args.compile:
         if hasattr(torch, "compile"):
-            net = torch.compile(model)
             compiled_backward_without_autocast()
+            net = torch.compile(eager)
         else:
             print(f"--compile needs torch 2.x (this is {torch.__version__}): training eagerly", flush=True)
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
 
-    def loss_and_grads(net, clean, noisy, t, label, offset, noise, ab, amp=amp):
-        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
-            pred = ca2vdm.training_forward(net, clean, noisy, t.float(), label, offset)
+    def loss_and_grads(net, clean, noisy, t, label, offset, noise, ab):
+        pred = ca2vdm.training_forward(net, clean, noisy, t.float(), label, offset)
         loss = diffusion.loss_fn(pred.float(), clean, noise, ab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,8 +159,8 @@ def main(args):
         eager gradient in the same precision and with the eager fp32 one: (cosine, norm ratio) each.
         A compiled backward that differs from eager shows here long before it shows in the loss."""
         grads = []
-        for m, a in ((net, amp), (model, amp), (model, False)):
-            loss_and_grads(m, *batch, amp=a)
+        for m in (net, eager, model):
+            loss_and_grads(m, *batch)
             grads.append(torch.cat([p.grad.flatten() for p in model_params]))
         opt.zero_grad(set_to_none=True)
         cos = lambda a, b: round(torch.nn.functional.cosine_similarity(a, b, dim=0).item(), 4)
@@ -158,10 +171,10 @@ def main(args):
     def keep_compiled(net, check):
         """Falls back to eager when the compiled gradient is not the eager one."""
         cos, ratio = check["vs_eager"]
-        if net is model or (cos > 0.95 and 0.8 < ratio < 1.25):
+        if net is eager or (cos > 0.95 and 0.8 < ratio < 1.25):
             return net
         print(f"compiled gradient differs from eager ({check}): training eagerly from here", flush=True)
-        return model
+        return eager
     check_batch = fixed_batch(cfg, device, ab_all, args.batch)   # the training shape: no recompile
 
     # Train until the time budget is spent
@@ -208,7 +221,7 @@ def main(args):
                        elapsed=round(elapsed0 + time.time() - start, 1))
             if args.diag_every and step % args.diag_every == 0:
                 rec["x0_psnr"] = diagnose(ema, cfg, device, ab_all)
-                if net is not model or amp:
+                if net is not model:
                     rec["grad"] = gradient_check(net, check_batch)
                     net = keep_compiled(net, rec["grad"])
             print(json.dumps(rec), flush=True)

@@ -99,3 +99,18 @@ def test_compiled_gradient_is_checked_against_eager(tmp_path, monkeypatch, capsy
     assert "compiled gradient differs from eager" in out and "training eagerly from here" in out
     logged = [json.loads(l) for l in open(tmp_path / "off" / "loss.jsonl")]
     assert "grad" not in logged[-1]   # after the fallback the net is eager: nothing left to check
+
+
+def test_bf16_wrapper_is_the_model_under_autocast():
+    """train.Bf16 runs the model's forward in bf16 (here on the CPU's autocast): close to fp32, not equal."""
+    torch.manual_seed(0)
+    model = ca2vdm.build("test")
+    for p in model.parameters():   # adaLN-Zero starts at an output of 0: give it something to round
+        torch.nn.init.normal_(p, std=0.05)
+    g = torch.Generator().manual_seed(1)
+    clean, label = data.batch(2, model.cfg.l_train, 32, g)
+    t = torch.full((2, model.cfg.l_train), 500.0)
+    bf16 = ca2vdm.training_forward(train.Bf16(model, "cpu"), clean, clean, t, label, 2)
+    fp32 = ca2vdm.training_forward(model, clean, clean, t, label, 2)
+    assert not torch.equal(bf16.float(), fp32)
+    assert torch.allclose(bf16.float(), fp32, atol=0.05 * fp32.abs().max().item())
