@@ -193,7 +193,7 @@ def main(args):
         noisy = diffusion.q_sample(clean, noise, ab)
         offset = int(torch.randint(0, cfg.l_train, (1,), generator=g, device=device))
         batch = (clean, noisy, t, label, offset, noise, ab)
-        if net is not model and step == step0:
+        if net is not eager and step == step0:   # the compiled net's first step: compile, then check
             try:
                 loss = loss_and_grads(net, *batch)
                 print(f"compiled in {time.time() - start:.0f} s", flush=True)
@@ -203,7 +203,7 @@ def main(args):
                 loss = loss_and_grads(net, *batch)   # the check used the gradient buffers
             except Exception as e:   # a compiler problem must not cost the run
                 print(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", flush=True)
-                net = model
+                net = eager
                 loss = loss_and_grads(net, *batch)
         else:
             loss = loss_and_grads(net, *batch)
@@ -221,7 +221,7 @@ def main(args):
                        elapsed=round(elapsed0 + time.time() - start, 1))
             if args.diag_every and step % args.diag_every == 0:
                 rec["x0_psnr"] = diagnose(ema, cfg, device, ab_all)
-                if net is not model:
+                if net is not model:   # compiled, or bf16: how far its gradient is from eager (fp32)
                     rec["grad"] = gradient_check(net, check_batch)
                     net = keep_compiled(net, rec["grad"])
             print(json.dumps(rec), flush=True)

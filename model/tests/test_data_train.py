@@ -90,6 +90,21 @@ def _run_compiled(tmp_path, monkeypatch, capsys, scale):
     return capsys.readouterr().out
 
 
+class _Broken(_Scaled):
+    def forward(self, *args):
+        raise RuntimeError("no compiler here")
+
+
+def test_a_compiler_failure_falls_back_to_eager(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch, "compile", lambda model: _Broken(model, 1.0), raising=False)
+    args = train.parser().parse_args([
+        "--preset", "test", "--out", str(tmp_path), "--steps", "2", "--batch", "2", "--log-every", "1",
+        "--device", "cpu", "--compile"])
+    train.main(args)
+    assert "torch.compile failed (RuntimeError: no compiler here); training eagerly" in capsys.readouterr().out
+    assert len(open(tmp_path / "loss.jsonl").readlines()) == 2
+
+
 def test_compiled_gradient_is_checked_against_eager(tmp_path, monkeypatch, capsys):
     """A compiled net whose gradient is eager's is kept; one whose gradient differs (here: its
     output scaled by 1.5, so its gradient is not eager's) is dropped for eager training."""
