@@ -52,14 +52,20 @@ class Bf16(torch.nn.Module):
             return self.model(*args)
 
 
+def noised(clean, cfg, g, device, ab_all):
+    """Clips noised at one random t per chunk: (noisy, t, noise, ab), t (B, F)."""
+    t = chunk_timesteps(clean.shape[0], cfg.l_train, cfg.chunk, g, device)
+    ab = ab_all[t][..., None, None, None]
+    noise = torch.randn(clean.shape, generator=g, device=device)
+    return diffusion.q_sample(clean, noise, ab), t, noise, ab
+
+
 def fixed_batch(cfg, device, ab_all, n):
     """One fixed training batch (clean, noisy, t, label, offset, noise, ab) for checks."""
     g = torch.Generator(device=device).manual_seed(4321)
     clean, label = data.batch(n, cfg.l_train, cfg.frame_size, g, device)
-    t = chunk_timesteps(n, cfg.l_train, cfg.chunk, g, device)
-    ab = ab_all[t][..., None, None, None]
-    noise = torch.randn(clean.shape, generator=g, device=device)
-    return clean, diffusion.q_sample(clean, noise, ab), t, label, 3, noise, ab
+    noisy, t, noise, ab = noised(clean, cfg, g, device, ab_all)
+    return clean, noisy, t, label, 3, noise, ab
 
 
 def compiled_backward_without_autocast():
@@ -135,7 +141,7 @@ def main(args):
 
     # bf16 autocast on CUDA lives inside the module (Bf16), so that it sits inside a compiled region
     # rather than around it. torch.compile (torch 2.x) fuses the many small element-wise ops that
-    # bound a step of this narrow model on a GPU; it compiles on the first step, and a failure
+    # bound a step of this narrow model on a GPU; it compiles before the first step, and a failure
     # there, or a gradient that is not eager's, falls back to eager.
     eager = Bf16(model) if amp else model
     net = eager
@@ -158,11 +164,13 @@ def main(args):
         """The training gradient (this net, this precision) on one fixed batch, compared with the
         eager gradient in the same precision and with the eager fp32 one: (cosine, norm ratio) each.
         A compiled backward that differs from eager shows here long before it shows in the loss."""
-        grads = []
+        grads = {}
         for m in (net, eager, model):
-            loss_and_grads(m, *batch)
-            grads.append(torch.cat([p.grad.flatten() for p in model_params]))
+            if m not in grads:   # net may be eager itself (bf16 without compile)
+                loss_and_grads(m, *batch)
+                grads[m] = torch.cat([p.grad.flatten() for p in model_params])
         opt.zero_grad(set_to_none=True)
+        grads = [grads[m] for m in (net, eager, model)]
         cos = lambda a, b: round(torch.nn.functional.cosine_similarity(a, b, dim=0).item(), 4)
         ratio = lambda a, b: round((a.norm() / b.norm()).item(), 3)
         return dict(vs_eager=[cos(grads[0], grads[1]), ratio(grads[0], grads[1])],
@@ -176,6 +184,14 @@ def main(args):
         print(f"compiled gradient differs from eager ({check}): training eagerly from here", flush=True)
         return eager
     check_batch = fixed_batch(cfg, device, ab_all, args.batch)   # the training shape: no recompile
+    if net is not eager:   # compile now (on the check's first call), then check the gradient
+        try:
+            check = gradient_check(net, check_batch)
+            print(f"compiled in {time.time() - start:.0f} s; compiled gradient vs eager: {check}", flush=True)
+            net = keep_compiled(net, check)
+        except Exception as e:   # a compiler problem must not cost the run
+            print(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", flush=True)
+            net = eager
 
     # Train until the time budget is spent
     while time.time() - start < budget and (args.steps is None or step - step0 < args.steps):
@@ -187,26 +203,9 @@ def main(args):
         clean, label = data.batch(args.batch, F, cfg.frame_size, g, device)       # (B, F, C, H, W)
         drop = torch.rand(args.batch, generator=g, device=device) < args.label_dropout
         label = torch.where(drop, torch.full_like(label, cfg.num_labels), label)
-        t = chunk_timesteps(args.batch, F, cfg.chunk, g, device)                  # (B, F)
-        ab = ab_all[t][..., None, None, None]
-        noise = torch.randn(clean.shape, generator=g, device=device)
-        noisy = diffusion.q_sample(clean, noise, ab)
+        noisy, t, noise, ab = noised(clean, cfg, g, device, ab_all)               # t: (B, F)
         offset = int(torch.randint(0, cfg.l_train, (1,), generator=g, device=device))
-        batch = (clean, noisy, t, label, offset, noise, ab)
-        if net is not eager and step == step0:   # the compiled net's first step: compile, then check
-            try:
-                loss = loss_and_grads(net, *batch)
-                print(f"compiled in {time.time() - start:.0f} s", flush=True)
-                check = gradient_check(net, check_batch)
-                print(f"compiled gradient vs eager: {check}", flush=True)
-                net = keep_compiled(net, check)
-                loss = loss_and_grads(net, *batch)   # the check used the gradient buffers
-            except Exception as e:   # a compiler problem must not cost the run
-                print(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", flush=True)
-                net = eager
-                loss = loss_and_grads(net, *batch)
-        else:
-            loss = loss_and_grads(net, *batch)
+        loss = loss_and_grads(net, clean, noisy, t, label, offset, noise, ab)
         torch.nn.utils.clip_grad_norm_(model_params, 1.0)
         opt.step()
         with torch.no_grad():

@@ -81,8 +81,14 @@ class _Scaled(torch.nn.Module):
             return getattr(self.model, name)
 
 
-def _run_compiled(tmp_path, monkeypatch, capsys, scale):
-    monkeypatch.setattr(torch, "compile", lambda model: _Scaled(model, scale), raising=False)
+class _Broken(_Scaled):
+    def forward(self, *args):
+        raise RuntimeError("no compiler here")
+
+
+def _run_compiled(tmp_path, monkeypatch, capsys, fake):
+    """A 4-step run with --compile, torch.compile replaced by `fake`; returns what it printed."""
+    monkeypatch.setattr(torch, "compile", fake, raising=False)
     args = train.parser().parse_args([
         "--preset", "test", "--out", str(tmp_path), "--steps", "4", "--batch", "2", "--log-every", "2",
         "--diag-every", "2", "--device", "cpu", "--compile"])
@@ -90,27 +96,18 @@ def _run_compiled(tmp_path, monkeypatch, capsys, scale):
     return capsys.readouterr().out
 
 
-class _Broken(_Scaled):
-    def forward(self, *args):
-        raise RuntimeError("no compiler here")
-
-
 def test_a_compiler_failure_falls_back_to_eager(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(torch, "compile", lambda model: _Broken(model, 1.0), raising=False)
-    args = train.parser().parse_args([
-        "--preset", "test", "--out", str(tmp_path), "--steps", "2", "--batch", "2", "--log-every", "1",
-        "--device", "cpu", "--compile"])
-    train.main(args)
-    assert "torch.compile failed (RuntimeError: no compiler here); training eagerly" in capsys.readouterr().out
+    out = _run_compiled(tmp_path, monkeypatch, capsys, lambda model: _Broken(model, 1.0))
+    assert "torch.compile failed (RuntimeError: no compiler here); training eagerly" in out
     assert len(open(tmp_path / "loss.jsonl").readlines()) == 2
 
 
 def test_compiled_gradient_is_checked_against_eager(tmp_path, monkeypatch, capsys):
     """A compiled net whose gradient is eager's is kept; one whose gradient differs (here: its
     output scaled by 1.5, so its gradient is not eager's) is dropped for eager training."""
-    out = _run_compiled(tmp_path / "same", monkeypatch, capsys, 1.0)
+    out = _run_compiled(tmp_path / "same", monkeypatch, capsys, lambda model: _Scaled(model, 1.0))
     assert '"vs_eager": [1.0, 1.0]' in out and "training eagerly" not in out
-    out = _run_compiled(tmp_path / "off", monkeypatch, capsys, 1.5)
+    out = _run_compiled(tmp_path / "off", monkeypatch, capsys, lambda model: _Scaled(model, 1.5))
     assert "compiled gradient differs from eager" in out and "training eagerly from here" in out
     logged = [json.loads(l) for l in open(tmp_path / "off" / "loss.jsonl")]
     assert "grad" not in logged[-1]   # after the fallback the net is eager: nothing left to check
