@@ -21,6 +21,7 @@ import { ChunkWorker } from '../gpu-worker/worker.js';
 import { readJob } from '../shared/jobs/job-store.js';
 import { pngsToFrames } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
+import { contextFrames } from '../shared/sampler/context.js';
 import { denoise } from '../shared/sampler/ddim.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
@@ -43,6 +44,7 @@ const m = model.manifest;
 const steps = m.default_steps;
 const guidance = 2;
 const label = 1;
+const SEED = 3;
 const assets = path.join(ROOT, 'scripts', 'assets');
 const initPngs = await Promise.all([0, 1, 2, 3].map((i) => readFile(path.join(assets, `demo-init-${i}.png`))));
 
@@ -60,18 +62,20 @@ const l = m.chunk_frames;
 const ff = frameFloats(m);
 const schedule = ddimSchedule(m.schedule.alphas_cumprod, steps);
 
+/** `history`: the conditioning frames so far, as the cache-write pass sees them (contextFrames). */
 async function baselineChunk(k: number, history: Float32Array): Promise<Float32Array> {
   const total = history.length / ff;
   const ctx = Math.min(total, m.p_max);
   const context = history.subarray((total - ctx) * ff);
   const F = ctx + l;
   const clean = await denoise({
-    noise: gaussianNoise(l * ff, { seed: 3, chunk: k }), steps: schedule, prediction: m.prediction, range: m.frame.range, guidance,
+    noise: gaussianNoise(l * ff, { seed: SEED, chunk: k }), steps: schedule, prediction: m.prediction, range: m.frame.range, guidance,
     model: async (x, t, rows) => {
       const xin = new Float32Array(rows * F * ff);
       const tin = new Float32Array(rows * F);
       for (let r = 0; r < rows; r++) {
         xin.set(context, r * F * ff);
+        tin.fill(m.context_t, r * F, r * F + ctx);
         xin.set(x.subarray(r * l * ff, (r + 1) * l * ff), (r * F + ctx) * ff);
         tin.fill(t, r * F + ctx, (r + 1) * F);
       }
@@ -84,7 +88,7 @@ async function baselineChunk(k: number, history: Float32Array): Promise<Float32A
   });
   const next = new Float32Array(history.length + clean.length);
   next.set(history);
-  next.set(clean, history.length);
+  next.set(contextFrames(clean, m, { seed: SEED, chunk: k }), history.length);
   return next;
 }
 
@@ -94,10 +98,10 @@ async function run(opts: { memo: boolean; paired: boolean }) {
   // Submitted as the API does it (validation, starting frames, job.json, chunk 0 queued).
   const api = { store, chunkQueue: adapters.chunkQueue, manifest: m, config: { ...DEFAULT_API_CONFIG, maxFrames: Math.max(FRAMES, DEFAULT_API_CONFIG.maxFrames) } };
   const { job } = await createVideo(api, { tenant: TENANT, baseUrl: 'http://127.0.0.1' }, {
-    body: { frames: FRAMES, steps, guidance, label: m.labels[label], seed: 3, init_frames: initPngs.map((b) => b.toString('base64')) },
+    body: { frames: FRAMES, steps, guidance, label: m.labels[label], seed: SEED, init_frames: initPngs.map((b) => b.toString('base64')) },
   });
   const taskSeconds: number[] = [], bytesWritten: number[] = [], bytesRead: number[] = [], baselineSeconds: number[] = [];
-  let history = pngsToFrames(initPngs, { ...m.frame });
+  let history = contextFrames(pngsToFrames(initPngs, { ...m.frame }), m, { seed: SEED, chunk: -1 });
   let modelSeconds = 0;
   // One task at a time, exactly as ChunkWorker.run() would take them (receive, chunk step, delete).
   const worker = new ChunkWorker({ ...adapters, store, model, waitSec: 0.2, windowMemoBytes: opts.memo ? undefined : 0 });

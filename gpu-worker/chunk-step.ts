@@ -16,6 +16,7 @@ import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '..
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
 import { frameFloats, type Manifest } from '../shared/model/manifest.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
+import { contextFrames } from '../shared/sampler/context.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
 import { denoise } from '../shared/sampler/ddim.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
@@ -87,12 +88,14 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   }); // [l, C, H, W]
   phases.mark('denoise');
 
-  // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk.
+  // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk (with
+  //    the manifest's context noise: over the lightly noised chunk, at t = context_t).
   // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs;
   //    encoded and stored while the t = 0 pass runs on the model's threads.
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
+  const context = () => repeatRows(contextFrames(clean, m, { seed: job.request.seed, chunk: k }), plan.rows);
   const segment = k + 1 < plan.chunksTotal
-    ? model.step(input(repeatRows(clean, plan.rows), 0, plan.rows), 'kv').then(async ({ kv }) => {
+    ? model.step(input(context(), m.context_t, plan.rows), 'kv').then(async ({ kv }) => {
       await writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l));
       deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
@@ -158,10 +161,10 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
     if (!obj) throw new ChunkFailure('input_missing', `starting frame ${i} is missing from the store`);
     return obj.body;
   }));
-  const frames = pngsToFrames(pngs, geometry(m));
+  const frames = contextFrames(pngsToFrames(pngs, geometry(m)), m, { seed: job.request.seed, chunk: -1 });
   const n = plan.initFrames;
   const { kv } = await model.step({
-    x: repeatRows(frames, plan.rows), t: new Float32Array(plan.rows * n), labels: plan.labels, pos: 0,
+    x: repeatRows(frames, plan.rows), t: new Float32Array(plan.rows * n).fill(m.context_t), labels: plan.labels, pos: 0,
     cache: new Float32Array(0), cacheFrames: 0, rows: plan.rows, frames: n,
   }, 'kv');
   await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));

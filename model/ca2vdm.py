@@ -28,6 +28,7 @@ class Ca2Config:
     chunk: int = 4            # l: frames denoised per autoregressive step
     p_max: int = 12           # most conditioning frames kept in the cache (P_max >= 3l for >= 3x speedup)
     freq_dim: int = 128       # sinusoidal timestep features before the MLP
+    context_noise: int = 0    # training: conditioning frames noised at t ~ U[0, this] (0 = always clean)
 
     @property
     def l_train(self):        # cyclic period of temporal positions: one full window
@@ -294,12 +295,14 @@ def teacher_forcing_mask(frames, chunk, device=None):
     return torch.cat([top, bottom], 0)                                       # (2F, 2F)
 
 
-def training_forward(model, clean, noisy, t, label, start):
+def training_forward(model, clean, noisy, t, label, start, context_t=None):
     """clean, noisy: (B, F, C, H, W); t: (B, F) timesteps of the noisy frames; start: first cyclic index.
+    `clean` is the conditioning stream; with context noise it carries light noise at timesteps
+    context_t (B, F), as the cache-write pass does at inference (None = clean, t = 0).
     Returns the prediction for the noisy frames (B, F, C, H, W)."""
     B, F = clean.shape[:2]
     x = torch.cat([clean, noisy], 1)                                         # (B, 2F, C, H, W)
-    tt = torch.cat([torch.zeros_like(t), t], 1)                              # (B, 2F)
+    tt = torch.cat([torch.zeros_like(t) if context_t is None else context_t.to(t.dtype), t], 1)   # (B, 2F)
     idx = start + torch.arange(F, device=clean.device)
     mask = teacher_forcing_mask(F, model.cfg.chunk, clean.device)
     out, _ = model(x, tt, label, torch.cat([idx, idx]), None, mask)

@@ -84,7 +84,8 @@ def main(args):
     torch.set_num_threads(os.cpu_count())
     model, state = load_checkpoint(args.ckpt)
     cfg = model.cfg
-    given, chunks = 4, args.chunks
+    context_t = diffusion.default_context_t(cfg) if args.context_t is None else args.context_t
+    given, chunks = args.given, args.chunks
     n_new = chunks * cfg.chunk
     per_chunk = [dict(psnr=[], psnr_repeat_last=[], psnr_black=[], ssim=[], ssim_repeat_last=[],
                       count=[], center=[]) for _ in range(chunks)]
@@ -98,7 +99,7 @@ def main(args):
         part = videos[b:b + args.batch]
         generated += list(diffusion.generate_batch(
             model, n_new, [lab for _, lab in part], init=torch.stack([v[:given] for v, _ in part]),
-            steps=args.steps, guidance=args.guidance, seed=b))
+            steps=args.steps, guidance=args.guidance, seed=b, context_t=context_t))
         print(f"generated {len(generated)}/{args.seeds} in {time.time() - start:.0f} s", flush=True)
     for i, ((video, label), gen) in enumerate(zip(videos, generated)):
         for k in range(chunks):
@@ -119,10 +120,11 @@ def main(args):
 
     # Unconditional samples per label
     uncond = list(diffusion.generate_batch(model, n_new, list(range(cfg.num_labels)), steps=args.steps,
-                                           guidance=args.guidance, seed=100))
+                                           guidance=args.guidance, seed=100, context_t=context_t))
     mean = lambda v: round(sum(v) / max(len(v), 1), 4)
     result = {
-        "seeds": args.seeds, "first_seed": first, "steps": args.steps, "guidance": args.guidance, "given_frames": given,
+        "seeds": args.seeds, "first_seed": first, "steps": args.steps, "guidance": args.guidance, "context_t": context_t,
+        "given_frames": given,
         "chunk_frames": cfg.chunk, "training_steps": state.get("step"),
         "chunks": [{"chunk": k + 1, **{key: mean(v) for key, v in m.items() if key not in ("count", "center")},
                     "count_accuracy": mean(m["count"]), "center_error_px": mean(m["center"])}
@@ -145,8 +147,11 @@ if __name__ == "__main__":
     p.add_argument("--out", default="artifacts/balls32-v1")
     p.add_argument("--seeds", type=int, default=32)
     p.add_argument("--chunks", type=int, default=4)
+    p.add_argument("--given", type=int, default=4, help="true frames given before the first generated chunk")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--context-t", type=int, default=None,
+                   help="noise level of conditioning frames (default: the middle of the model's trained range)")
     p.add_argument("--batch", type=int, default=16, help="videos generated together")
     p.add_argument("--seed-offset", type=int, default=0,
                    help="start of the held-out seeds; tune sampler settings on another range (e.g. 10000), report on 0")

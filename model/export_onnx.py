@@ -88,7 +88,8 @@ def sha256(path):
     return h.hexdigest()
 
 
-def manifest(cfg, name, onnx_file, state):
+def manifest(cfg, name, onnx_file, state, context_t=None):
+    context_t = diffusion.default_context_t(cfg) if context_t is None else context_t
     return {
         "name": name,
         "format": 1,
@@ -113,9 +114,13 @@ def manifest(cfg, name, onnx_file, state):
         "labels": data.LABELS,
         "null_label": cfg.num_labels,
         "guidance": {"supported": True, "default": 2.0},
+        # The cache-write pass sees each conditioning frame noised at this timestep, and embeds it at it
+        # (0: clean frames at t = 0). Models trained with context noise serve with some.
+        "context_t": context_t,
         "io": {"inputs": {"x": "x", "t": "t", "label": "label", "pos": "pos", "cache": cache_input_names(cfg)},
                "outputs": {"prediction": "out", "kv": "kv"}},
         "training": {"steps": state.get("step"), "seconds": round(state.get("elapsed", 0.0), 1),
+                     "context_noise": cfg.context_noise,
                      "data": "procedural bouncing balls (model/data.py)"},
     }
 
@@ -131,7 +136,7 @@ def main(args):
     onnx.checker.check_model(onnx.load(onnx_file))
     name = args.name or os.path.basename(os.path.normpath(args.out))
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
-        json.dump(manifest(model.cfg, name, onnx_file, state), f, indent=1)
+        json.dump(manifest(model.cfg, name, onnx_file, state, args.context_t), f, indent=1)
     print(f"wrote {onnx_file} ({os.path.getsize(onnx_file) / 1e6:.1f} MB) and manifest.json")
 
 
@@ -141,4 +146,6 @@ if __name__ == "__main__":
     p.add_argument("--preset", default="small", choices=sorted(ca2vdm.PRESETS))
     p.add_argument("--out", default="artifacts/balls32-v1")
     p.add_argument("--name", default=None)
+    p.add_argument("--context-t", type=int, default=None,
+                   help="noise level of conditioning frames when served (default: the middle of the trained range)")
     main(p.parse_args())

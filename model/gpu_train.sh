@@ -18,7 +18,7 @@ mkdir -p "$RUN" "$DEST"
 copy_back() { cp "$RUN"/ema_fp16.pt "$RUN"/model_fp16.pt "$DEST"/ 2>/dev/null || true; }
 ( while sleep 60; do copy_back; done ) >/dev/null 2>&1 &
 COPIER=$!
-trap 'pkill -P $COPIER 2>/dev/null; kill $COPIER 2>/dev/null; copy_back' EXIT
+trap 'pkill -P $COPIER 2>/dev/null || true; kill $COPIER 2>/dev/null || true; copy_back' EXIT
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU visible: training on the CPU"
 PYTHONUNBUFFERED=1 "$PY" train.py --out "$RUN" --ckpt-minutes 1 "$@" 2>&1 | tee "$DEST/train.log"

@@ -5,6 +5,7 @@ learning rate decays over the time budget, checkpoints are written every few min
 and --resume continues from a checkpoint (full state, or the fp16 EMA weights alone).
 """
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -60,12 +61,26 @@ def noised(clean, cfg, g, device, ab_all):
     return diffusion.q_sample(clean, noise, ab), t, noise, ab
 
 
+def context_noised(clean, cfg, g, device, ab_all):
+    """The conditioning stream: each clip's clean frames with light noise at one t ~ U[0, cfg.context_noise]
+    (t = 0 leaves them exactly clean), so the model learns to cope with imperfect history, as its own
+    generated frames are. Returns (context, context_t (B, F)); always a tensor, so a compiled graph stays one."""
+    B, F = clean.shape[:2]
+    t = torch.randint(0, cfg.context_noise + 1, (B, 1), generator=g, device=device).expand(B, F)
+    if not cfg.context_noise:
+        return clean, t
+    noise = torch.randn(clean.shape, generator=g, device=device)
+    noisy = diffusion.q_sample(clean, noise, ab_all[t][..., None, None, None])
+    return torch.where((t == 0)[..., None, None, None], clean, noisy), t
+
+
 def fixed_batch(cfg, device, ab_all, n):
-    """One fixed training batch (clean, noisy, t, label, offset, noise, ab) for checks."""
+    """One fixed training batch (context, noisy, t, label, offset, noise, ab, clean, context_t) for checks."""
     g = torch.Generator(device=device).manual_seed(4321)
     clean, label = data.batch(n, cfg.l_train, cfg.frame_size, g, device)
     noisy, t, noise, ab = noised(clean, cfg, g, device, ab_all)
-    return clean, noisy, t, label, 3, noise, ab
+    context, context_t = context_noised(clean, cfg, g, device, ab_all)
+    return context, noisy, t, label, 3, noise, ab, clean, context_t
 
 
 def compiled_backward_without_autocast():
@@ -106,6 +121,8 @@ def main(args):
     if state and window:
         raise SystemExit("--p-max/--chunk set the window of a new model; a resumed one keeps its own")
     cfg = ca2vdm.Ca2Config(**state["config"]) if state else ca2vdm.Ca2Config(**{**ca2vdm.PRESETS[args.preset], **window})
+    if args.context_noise is not None:   # a training setting, not the architecture: a resumed model may take it up
+        cfg = dataclasses.replace(cfg, context_noise=args.context_noise)
     model = ca2vdm.Ca2VDM(cfg).to(device)
     ema = ca2vdm.Ca2VDM(cfg).to(device)
     if state:
@@ -153,8 +170,8 @@ def main(args):
             print(f"--compile needs torch 2.x (this is {torch.__version__}): training eagerly", flush=True)
     ema_params, model_params = list(ema.parameters()), list(model.parameters())
 
-    def loss_and_grads(net, clean, noisy, t, label, offset, noise, ab):
-        pred = ca2vdm.training_forward(net, clean, noisy, t.float(), label, offset)
+    def loss_and_grads(net, context, noisy, t, label, offset, noise, ab, clean, context_t):
+        pred = ca2vdm.training_forward(net, context, noisy, t.float(), label, offset, context_t.float())
         loss = diffusion.loss_fn(pred.float(), clean, noise, ab)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,8 +221,9 @@ def main(args):
         drop = torch.rand(args.batch, generator=g, device=device) < args.label_dropout
         label = torch.where(drop, torch.full_like(label, cfg.num_labels), label)
         noisy, t, noise, ab = noised(clean, cfg, g, device, ab_all)               # t: (B, F)
+        context, context_t = context_noised(clean, cfg, g, device, ab_all)
         offset = int(torch.randint(0, cfg.l_train, (1,), generator=g, device=device))
-        loss = loss_and_grads(net, clean, noisy, t, label, offset, noise, ab)
+        loss = loss_and_grads(net, context, noisy, t, label, offset, noise, ab, clean, context_t)
         torch.nn.utils.clip_grad_norm_(model_params, 1.0)
         opt.step()
         with torch.no_grad():
@@ -243,6 +261,8 @@ def parser():
     p.add_argument("--p-max", type=int, default=None,
                    help="cached frames P_max of a new model (default 12); serving speedup grows with P_max / chunk")
     p.add_argument("--chunk", type=int, default=None, help="frames per chunk l of a new model (default 4)")
+    p.add_argument("--context-noise", type=int, default=None,
+                   help="noise conditioning frames at t ~ U[0, N] (against drift; default: the model's own, 0 if new)")
     p.add_argument("--resume", default=None, help="ckpt.pt or ema_fp16.pt to continue from")
     p.add_argument("--resume-raw", default=None, help="model_fp16.pt (raw weights) with an fp16 --resume")
     p.add_argument("--fresh-optimizer", action="store_true")

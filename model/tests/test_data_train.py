@@ -64,6 +64,36 @@ def test_training_smoke_lowers_loss(tmp_path):
     assert _fixed_batch_loss(after) < 0.8 * _fixed_batch_loss(before)
 
 
+def test_context_noise_per_clip():
+    """Conditioning frames: one t per clip in [0, context_noise], noised at it; t = 0 stays exactly clean."""
+    cfg = ca2vdm.Ca2Config(**{**ca2vdm.PRESETS["test"], "context_noise": 300})
+    ab = diffusion.cosine_alphas_cumprod()
+    clean, _ = data.batch(64, cfg.l_train, 32, torch.Generator().manual_seed(1))
+    context, t = train.context_noised(clean, cfg, torch.Generator().manual_seed(2), "cpu", ab)
+    assert t.shape == clean.shape[:2] and bool((t == t[:, :1]).all())
+    assert int(t.min()) >= 0 and int(t.max()) <= 300 and len(set(t[:, 0].tolist())) > 10
+    for b in range(64):
+        err = (context[b] - ab[t[b, 0]].sqrt() * clean[b]).std().item()
+        if int(t[b, 0]) == 0:
+            assert torch.equal(context[b], clean[b])
+        else:   # what is left is the noise, at the scale of its t
+            assert abs(err / (1 - ab[t[b, 0]]).sqrt().item() - 1) < 0.1
+    plain = ca2vdm.Ca2Config(**ca2vdm.PRESETS["test"])
+    context, t = train.context_noised(clean, plain, torch.Generator().manual_seed(2), "cpu", ab)
+    assert context is clean and not bool(t.any())
+
+
+def test_context_noise_is_a_training_setting(tmp_path):
+    """--context-noise trains (and records) a model whose history is noised; a resume keeps it."""
+    common = ["--preset", "test", "--minutes", "5", "--steps", "2", "--batch", "4", "--device", "cpu", "--fp32",
+              "--log-every", "1"]
+    train.main(train.parser().parse_args(common + ["--out", str(tmp_path / "a"), "--context-noise", "250"]))
+    state = torch.load(tmp_path / "a" / "ckpt.pt")
+    assert state["config"]["context_noise"] == 250
+    train.main(train.parser().parse_args(common + ["--out", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "ckpt.pt")]))
+    assert torch.load(tmp_path / "b" / "ckpt.pt")["config"]["context_noise"] == 250
+
+
 class _Scaled(torch.nn.Module):
     """Stands in for a compiled model: same weights, output times `scale` (scale 1 = faithful)."""
     def __init__(self, model, scale):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shutil
@@ -63,3 +64,8 @@ def test_manifest_describes_the_graph(model, tmp_path):
     io = m["io"]["inputs"]
     assert graph_inputs == [io["x"], io["t"], io["label"], io["pos"], *io["cache"]]
     assert len(io["cache"]) == 2 * m["depth"]
+    # Context noise: clean frames unless the model was trained with noise; then the middle of its range.
+    assert m["context_t"] == 0 and m["training"]["context_noise"] == 0
+    noisy_cfg = dataclasses.replace(model.cfg, context_noise=200)
+    assert export_onnx.manifest(noisy_cfg, "tiny", str(onnx_file), {})["context_t"] == 100
+    assert export_onnx.manifest(noisy_cfg, "tiny", str(onnx_file), {}, context_t=40)["context_t"] == 40

@@ -74,9 +74,42 @@ def test_sampling_with_cache_equals_recompute(model):
 
 
 def test_batched_sampling_with_cache_equals_recompute(model):
-    """The same holds for a batch of videos with different labels (as eval.py runs them)."""
+    """The same holds for a batch of videos with different labels (as eval.py runs them), and with
+    context noise: both paths condition on the same lightly noised history, at its timestep."""
     init = _clip(model, 4, batch=2).clamp(-1, 1)
-    a = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4, use_cache=True)
-    b = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4, use_cache=False)
-    assert a.shape == (2, 8, 3, 32, 32)
-    assert torch.allclose(a, b, atol=1e-4)
+    for context_t in (0, 120):
+        a = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4, use_cache=True,
+                                     context_t=context_t)
+        b = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4, use_cache=False,
+                                     context_t=context_t)
+        assert a.shape == (2, 8, 3, 32, 32)
+        assert torch.allclose(a, b, atol=1e-4), context_t
+    # The noise reaches the model: the same run conditioned on clean history differs.
+    clean = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4)
+    assert not torch.allclose(a, clean, atol=1e-3)
+
+
+def test_context_frames_noise_at_their_timestep():
+    frames = torch.rand(2, 4, 3, 8, 8) * 2 - 1
+    ab = diffusion.cosine_alphas_cumprod()
+    assert diffusion.context_frames(frames, 0, ab, torch.Generator().manual_seed(0)) is frames
+    noisy = diffusion.context_frames(frames, 200, ab, torch.Generator().manual_seed(0))
+    z = torch.randn(frames.shape, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(noisy, ab[200].sqrt() * frames + (1 - ab[200]).sqrt() * z)
+
+
+def test_training_forward_context_t_is_the_conditioning_timestep(model):
+    """context_t None is a clean history (t = 0); a context_t is what its K/V are computed at."""
+    c = model.cfg
+    F, l = c.l_train, c.chunk
+    clean, noisy = _clip(model, F, seed=1), _clip(model, F, seed=2)
+    t = torch.full((2, F), 400.0)
+    label = torch.tensor([0, 3])
+    base = ca2vdm.training_forward(model, clean, noisy, t, label, 2)
+    assert torch.equal(base, ca2vdm.training_forward(model, clean, noisy, t, label, 2, torch.zeros(2, F)))
+    ct = torch.full((2, F), 150.0)
+    pred = ca2vdm.training_forward(model, clean, noisy, t, label, 2, ct)
+    _, kv = model.step(clean[:, :l], ct[:, :l], label, torch.tensor([2]), model.empty_cache(2))
+    out, _ = model.step(noisy[:, l:2 * l], t[:, l:2 * l], label, torch.tensor([2 + l]), model.cache_from_kv(kv))
+    assert torch.allclose(pred[:, l:2 * l], out, atol=1e-5)
+    assert not torch.allclose(pred[:, l:2 * l], base[:, l:2 * l], atol=1e-4)

@@ -66,6 +66,11 @@ export const ManifestSchema = z
     labels: z.array(z.string().min(1)),
     null_label: z.int().nonnegative().optional(),
     guidance: z.object({ supported: z.boolean(), default: z.number().nonnegative() }),
+    /**
+     * Context noise: the cache-write pass sees each conditioning frame noised at this timestep
+     * (deterministic noise, shared/sampler/context.ts) and embeds it at it. 0 = clean frames at t = 0.
+     */
+    context_t: z.int().nonnegative().default(0),
     io: z.object({
       /** `cache`: one input per layer and K/V, [batch, tokens, heads, frames, head_dim] each: K0, V0, K1, V1, ... */
       inputs: z.object({ x: name, t: name, label: name, pos: name, cache: z.array(name).min(2) }),
@@ -88,6 +93,7 @@ export const ManifestSchema = z
       }
     }
     if (ac[0] >= 1) fail('schedule', 'alphas_cumprod[0] must be < 1 (t = 0 in the schedule is already noisy)');
+    if (m.context_t >= m.schedule.train_timesteps) fail('context_t', 'context_t must be < train_timesteps');
     if (m.default_steps > m.schedule.train_timesteps) fail('default_steps', 'default_steps must be <= train_timesteps');
     if (m.guidance.supported && m.null_label === undefined) fail('null_label', 'guidance needs a null_label');
     if (m.null_label !== undefined && m.null_label < m.labels.length) {

@@ -2,31 +2,17 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelSession } from '../../gpu-worker/model-session.js';
-import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
+import { ChunkWorker } from '../../gpu-worker/worker.js';
 import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
 import { framesToPngs } from '../../shared/media/png.js';
-import type { LocalQueue } from '../../shared/queue/local-queue.js';
-import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 
 let model: ModelSession;
 beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
 afterAll(async () => { await model.release(); });
 
-/** Runs one worker until the queue has been idle for a moment; returns every task event. */
-async function drain(stack: ReturnType<typeof localStack>): Promise<TaskEvent[]> {
-  const events: TaskEvent[] = [];
-  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, onTask: (e) => events.push(e) });
-  const running = worker.run();
-  let idle = 0;
-  while (idle < 3) {
-    await new Promise((r) => setTimeout(r, 300));
-    idle = (await (stack.chunkQueue as LocalQueue).depth()) === 0 ? idle + 1 : 0;
-  }
-  await worker.close();
-  await running;
-  return events;
-}
+const drain = (stack: ReturnType<typeof localStack>) => drainQueue(stack, model);
 
 const geometry = () => ({ channels: 3, height: 32, width: 32, range: [-1, 1] as const });
 

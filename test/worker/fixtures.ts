@@ -2,6 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Adapters } from '../../gpu-worker/adapters.js';
+import type { ModelSession } from '../../gpu-worker/model-session.js';
+import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
 import { createJob } from '../../shared/jobs/job-store.js';
 import { inputFrameKey } from '../../shared/keys.js';
 import type { Manifest } from '../../shared/model/manifest.js';
@@ -22,6 +24,21 @@ export function localStack(dir: string) {
   const chunkQueue = new LocalQueue({ dir: path.join(dir, 'chunk-queue'), maxReceives: 5 });
   const webhookQueue = new LocalQueue({ dir: path.join(dir, 'webhook-queue') });
   return { store, chunkQueue, webhookQueue };
+}
+
+/** Runs one worker until the queue has been idle for a moment; returns every task event. */
+export async function drainQueue(stack: ReturnType<typeof localStack>, model: ModelSession): Promise<TaskEvent[]> {
+  const events: TaskEvent[] = [];
+  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, onTask: (e) => events.push(e) });
+  const running = worker.run();
+  let idle = 0;
+  while (idle < 3) {
+    await new Promise((r) => setTimeout(r, 300));
+    idle = (await stack.chunkQueue.depth()) === 0 ? idle + 1 : 0;
+  }
+  await worker.close();
+  await running;
+  return events;
 }
 
 /** Writes a job record (and its starting frames) and enqueues chunk 0, as the API does. */

@@ -116,6 +116,13 @@ describe('loadManifest', () => {
     expect(await invalidIssues(manifest({ schedule: short }))).toMatch(/alphas_cumprod length/);
     const rising = { type: 'cosine', train_timesteps: 2, alphas_cumprod: [0.5, 0.6] };
     expect(await invalidIssues(manifest({ schedule: rising, default_steps: 2 }))).toMatch(/non-increasing/);
+    expect(await invalidIssues(manifest({ context_t: 1000 }))).toMatch(/context_t/);
+    expect(await invalidIssues(manifest({ context_t: -1 }))).toMatch(/context_t/);
+  });
+
+  it('serves clean conditioning frames (context_t 0) unless the manifest names a context noise', () => {
+    expect(parseManifest(manifest()).context_t).toBe(0);
+    expect(parseManifest(manifest({ context_t: 120 })).context_t).toBe(120);
   });
 
   it('accepts unconditional models without guidance', () => {
