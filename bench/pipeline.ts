@@ -18,6 +18,7 @@ import { createVideo } from '../shared/api/videos.js';
 import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
 import { ModelSession } from '../gpu-worker/model-session.js';
 import { ChunkWorker } from '../gpu-worker/worker.js';
+import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { readJob } from '../shared/jobs/job-store.js';
 import { pngsToFrames } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
@@ -101,7 +102,7 @@ async function run(opts: { memo: boolean; paired: boolean }) {
     body: { frames: FRAMES, steps, guidance, label: m.labels[label], seed: SEED, init_frames: initPngs.map((b) => b.toString('base64')) },
   });
   const taskSeconds: number[] = [], bytesWritten: number[] = [], bytesRead: number[] = [], baselineSeconds: number[] = [];
-  let history = contextFrames(pngsToFrames(initPngs, { ...m.frame }), m, { seed: SEED, chunk: -1 });
+  let history = contextFrames(pngsToFrames(initPngs, { ...m.frame }), m, { seed: SEED, chunk: PREFIX_CHUNK });
   let modelSeconds = 0;
   // One task at a time, exactly as ChunkWorker.run() would take them (receive, chunk step, delete).
   const worker = new ChunkWorker({ ...adapters, store, model, waitSec: 0.2, windowMemoBytes: opts.memo ? undefined : 0 });

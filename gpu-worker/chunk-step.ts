@@ -93,9 +93,8 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs;
   //    encoded and stored while the t = 0 pass runs on the model's threads.
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
-  const context = () => repeatRows(contextFrames(clean, m, { seed: job.request.seed, chunk: k }), plan.rows);
   const segment = k + 1 < plan.chunksTotal
-    ? model.step(input(context(), m.context_t, plan.rows), 'kv').then(async ({ kv }) => {
+    ? model.step(input(contextRows(clean, job, plan, m, k), m.context_t, plan.rows), 'kv').then(async ({ kv }) => {
       await writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l));
       deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
@@ -161,10 +160,9 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
     if (!obj) throw new ChunkFailure('input_missing', `starting frame ${i} is missing from the store`);
     return obj.body;
   }));
-  const frames = contextFrames(pngsToFrames(pngs, geometry(m)), m, { seed: job.request.seed, chunk: -1 });
   const n = plan.initFrames;
   const { kv } = await model.step({
-    x: repeatRows(frames, plan.rows), t: new Float32Array(plan.rows * n).fill(m.context_t), labels: plan.labels, pos: 0,
+    x: contextRows(pngsToFrames(pngs, geometry(m)), job, plan, m, PREFIX_CHUNK), t: new Float32Array(plan.rows * n).fill(m.context_t), labels: plan.labels, pos: 0,
     cache: new Float32Array(0), cacheFrames: 0, rows: plan.rows, frames: n,
   }, 'kv');
   await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
@@ -225,6 +223,11 @@ async function putOnce(store: ObjectStore, key: string, body: Buffer): Promise<v
   } catch (err) {
     if (!(err instanceof PreconditionFailedError)) throw err;
   }
+}
+
+/** The cache-write pass's input: frames as conditioning sees them (context noise), one copy per row. */
+function contextRows(frames: Float32Array, job: Job, plan: JobPlan, m: Manifest, chunk: number): Float32Array {
+  return repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);
 }
 
 function repeatRows(x: Float32Array, rows: number): Float32Array {

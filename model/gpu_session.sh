@@ -7,7 +7,7 @@
 #   p16ctx: a new model with the wider window (P_max = 16, l = 4; the bench's >= 3x) and context
 #           noise (conditioning frames noised at t ~ U[0, 200] in training) against drift.
 #   p12ctx: the shipped weights, resumed with context noise: the fallback if p16ctx falls short.
-# Back on the dev machine: export_onnx.py, eval.py, the bench (model/README.md, "After a GPU session").
+# Back on the dev machine: export_onnx.py, eval.py, the bench (model/README.md, "The next GPU session").
 set -uo pipefail
 cd "$(dirname "$0")"
 MINUTES="${1:-8.5}"
@@ -16,9 +16,7 @@ mkdir -p "$OUT"
 bash gpu_train.sh "$OUT/p16ctx" --preset small --p-max 16 --chunk 4 --context-noise 200 --batch 64 --lr 8e-4 \
   --warmup 300 --minutes "$MINUTES" --log-every 200 --diag-every 2000 --compile > "$OUT/p16ctx.out" 2>&1 &
 A=$!
-bash gpu_train.sh "$OUT/p12ctx" --resume checkpoints/ema_fp16.pt --resume-raw checkpoints/model_fp16.pt \
-  --fresh-optimizer --context-noise 200 --batch 64 --lr 2.5e-4 --min-lr-frac 0.05 --warmup 100 \
-  --minutes "$MINUTES" --log-every 200 --diag-every 2000 --compile > "$OUT/p12ctx.out" 2>&1 &
+bash gpu_resume.sh "$MINUTES" "$OUT/p12ctx" --context-noise 200 > "$OUT/p12ctx.out" 2>&1 &
 B=$!
 wait $A; echo "p16ctx exit $?"
 wait $B; echo "p12ctx exit $?"

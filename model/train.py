@@ -66,9 +66,9 @@ def context_noised(clean, cfg, g, device, ab_all):
     (t = 0 leaves them exactly clean), so the model learns to cope with imperfect history, as its own
     generated frames are. Returns (context, context_t (B, F)); always a tensor, so a compiled graph stays one."""
     B, F = clean.shape[:2]
-    t = torch.randint(0, cfg.context_noise + 1, (B, 1), generator=g, device=device).expand(B, F)
     if not cfg.context_noise:
-        return clean, t
+        return clean, torch.zeros(B, F, dtype=torch.long, device=device)
+    t = torch.randint(0, cfg.context_noise + 1, (B, 1), generator=g, device=device).expand(B, F)
     noise = torch.randn(clean.shape, generator=g, device=device)
     noisy = diffusion.q_sample(clean, noise, ab_all[t][..., None, None, None])
     return torch.where((t == 0)[..., None, None, None], clean, noisy), t
