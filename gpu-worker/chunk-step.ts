@@ -8,28 +8,26 @@
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
  */
-import { advanceCacheWindow, assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
-import { CacheError } from '../shared/cache/errors.js';
-import { decodeSegment, encodeSegment, PREFIX_CHUNK } from '../shared/cache/segment.js';
+import { advanceCacheWindow } from '../shared/cache/assemble.js';
+import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
-import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
+import { cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
-import { frameFloats, type Manifest } from '../shared/model/manifest.js';
+import { frameFloats } from '../shared/model/manifest.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
-import { contextFrames } from '../shared/sampler/context.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
 import { denoise } from '../shared/sampler/ddim.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
 import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.js';
 import { isTerminal, type Job } from '../shared/schemas/job.js';
-import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
+import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, writeSegment } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { KvData, ModelSession } from './model-session.js';
+import type { ModelSession } from './model-session.js';
 import type { WindowMemo } from './window-memo.js';
 
 export interface ChunkDeps {
@@ -66,10 +64,10 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
 
   // 2. Conditioning: the K/V of at most P_max earlier frames: the window this worker left after
-  //    chunk k-1, or assembled from the newest segments.
+  //    chunk k-1, or assembled from the newest segments (a damaged one is rebuilt: cache-window.ts).
   const firstFrame = plan.initFrames + k * plan.chunkFrames;
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
-  const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readCache(deps, job, plan, firstFrame);
+  const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readWindow(deps, job, plan, firstFrame);
   const { cache, frames: P } = window;
   phases.mark('cache_read');
 
@@ -94,8 +92,8 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    encoded and stored while the t = 0 pass runs on the model's threads.
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
   const segment = k + 1 < plan.chunksTotal
-    ? model.step(input(contextRows(clean, job, plan, m, k), m.context_t, plan.rows), 'kv').then(async ({ kv }) => {
-      await writeSegment(deps, cacheSegmentKey(job.tenant, job.id, k), kv, segmentMeta(job, m, plan, k, firstFrame, l));
+    ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
+      await writeSegment(deps, job, plan, k, firstFrame, kv);
       deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
     : Promise.resolve();
@@ -152,90 +150,19 @@ async function cancel(deps: ChunkDeps, job: Job): Promise<ChunkOutcome> {
 /** The starting frames' K/V (segment "prefix"), computed once by chunk 0. */
 async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Promise<void> {
   const { store, model } = deps;
-  const m = model.manifest;
-  const key = cacheSegmentKey(job.tenant, job.id, 'prefix');
-  if (await store.head(key)) return;
+  if (await store.head(cacheSegmentKey(job.tenant, job.id, 'prefix'))) return;
   const pngs = await Promise.all(job.request.init_frames.keys.map(async (_, i) => {
     const obj = await store.get(inputFrameKey(job.tenant, job.id, i));
     if (!obj) throw new ChunkFailure('input_missing', `starting frame ${i} is missing from the store`);
     return obj.body;
   }));
-  const n = plan.initFrames;
-  const { kv } = await model.step({
-    x: contextRows(pngsToFrames(pngs, geometry(m)), job, plan, m, PREFIX_CHUNK), t: new Float32Array(plan.rows * n).fill(m.context_t), labels: plan.labels, pos: 0,
-    cache: new Float32Array(0), cacheFrames: 0, rows: plan.rows, frames: n,
-  }, 'kv');
-  await writeSegment(deps, key, kv, segmentMeta(job, m, plan, PREFIX_CHUNK, 0, n));
-  const empty = { cache: new Float32Array(0), frames: 0, firstFrame: 0 };
-  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(empty, kv, 0, n, m.p_max, attentionShape(m, plan)));
+  const frames = pngsToFrames(pngs, geometry(model.manifest));
+  const kv = await cacheWritePass(model, job, plan, frames, PREFIX_CHUNK, 0, EMPTY_WINDOW);
+  await writeSegment(deps, job, plan, PREFIX_CHUNK, 0, kv);
+  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(EMPTY_WINDOW, kv, 0, plan.initFrames, model.manifest.p_max, attentionShape(model.manifest, plan)));
 }
-
-/**
- * Stores a segment once. The graph emits K/V in the stored dtype, so the window built from `kv`
- * holds exactly what a reader of the segment gets back.
- */
-async function writeSegment(deps: ChunkDeps, key: string, kv: KvData, meta: ReturnType<typeof segmentMeta>): Promise<void> {
-  await putOnce(deps.store, key, encodeSegment(kv, meta, deps.model.manifest.kv_dtype));
-}
-
-/** Reads only the newest segments covering min(available, P_max) frames before `endFrame`. */
-async function readCache(deps: ChunkDeps, job: Job, plan: JobPlan, endFrame: number): Promise<AssembledCache> {
-  const m = deps.model.manifest;
-  const available: SegmentInfo[] = [];
-  if (plan.initFrames > 0) available.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
-  // Only the last few chunks can fall inside the window; older ones are never considered.
-  const oldest = Math.max(0, Math.floor((endFrame - plan.initFrames - m.p_max) / plan.chunkFrames));
-  for (let j = oldest; plan.initFrames + (j + 1) * plan.chunkFrames <= endFrame; j++) {
-    available.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
-  }
-  const readPlan = planCacheRead(available, m.p_max, { endFrame, startFrame: available[0]?.firstFrame ?? endFrame });
-  const frameShape = [m.depth, 2, plan.rows, m.tokens_per_frame, m.width];
-  const data = await Promise.all(readPlan.segments.map(async (seg) => {
-    const key = cacheSegmentKey(job.tenant, job.id, seg.chunk === PREFIX_CHUNK ? 'prefix' : seg.chunk);
-    const obj = await deps.store.get(key);
-    if (!obj) throw new ChunkFailure('cache_missing', `cache segment ${key} is missing`);
-    try {
-      return decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape }).data;
-    } catch (err) {
-      if (err instanceof CacheError) throw new ChunkFailure('cache_corrupt', `cache segment ${key}: ${err.message}`, err);
-      throw err;
-    }
-  }));
-  return assembleAttentionCache(readPlan, data, attentionShape(m, plan));
-}
-
-/** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
-const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
 
 const jobKey = (job: Job) => `${job.tenant}/${job.id}`;
-
-function segmentMeta(job: Job, m: Manifest, plan: JobPlan, chunk: number, firstFrame: number, frames: number) {
-  return {
-    modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame,
-    shape: [frames, m.depth, 2, plan.rows, m.tokens_per_frame, m.width] as const,
-  };
-}
-
-/** Write-once: an existing object means an earlier attempt of this same step already wrote it. */
-async function putOnce(store: ObjectStore, key: string, body: Buffer): Promise<void> {
-  try {
-    await store.put(key, body, { ifNoneMatch: '*', contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
-  } catch (err) {
-    if (!(err instanceof PreconditionFailedError)) throw err;
-  }
-}
-
-/** The cache-write pass's input: frames as conditioning sees them (context noise), one copy per row. */
-function contextRows(frames: Float32Array, job: Job, plan: JobPlan, m: Manifest, chunk: number): Float32Array {
-  return repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);
-}
-
-function repeatRows(x: Float32Array, rows: number): Float32Array {
-  if (rows === 1) return x;
-  const out = new Float32Array(x.length * rows);
-  for (let r = 0; r < rows; r++) out.set(x, r * x.length);
-  return out;
-}
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
 

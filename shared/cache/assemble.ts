@@ -104,7 +104,7 @@ export interface AttentionShape {
  * rebuilding the window, and a worker that assembles the same window from segments
  * (assembleAttentionCache) gets the very same bytes.
  */
-export function assembleAttentionCache(plan: CachePlan, data: readonly Float32Array[], shape: AttentionShape): AssembledCache {
+export function assembleAttentionCache(plan: CachePlan, data: readonly KvData[], shape: AttentionShape): AssembledCache {
   if (data.length !== plan.segments.length) {
     throw new RangeError(`assembleAttentionCache: ${data.length} arrays for ${plan.segments.length} planned segments`);
   }

@@ -66,11 +66,11 @@ describe('LocalStore specifics', () => {
 
   it('ifMatch is race-safe across processes: exactly one of 6 CAS updates wins', async () => {
     const root = await tempDir();
-    await new LocalStore({ root }).put('jobs/t/j/job.json', 'base');
+    const { etag } = await new LocalStore({ root }).put('jobs/t/j/job.json', 'base');
     const startAt = Date.now() + 2_500;
     const outs = await Promise.all(
       Array.from({ length: 6 }, (_, i) =>
-        run(process.execPath, ['--import', 'tsx', racer, root, 'jobs/t/j/job.json', 'cas', String(startAt), `p${i}`]),
+        run(process.execPath, ['--import', 'tsx', racer, root, 'jobs/t/j/job.json', 'cas', String(startAt), `p${i}`, etag]),
       ),
     );
     expect(outs.map((o) => o.stdout.trim()).sort()).toEqual(['lost', 'lost', 'lost', 'lost', 'lost', 'won']);

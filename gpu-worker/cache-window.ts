@@ -1,0 +1,139 @@
+/**
+ * The cache side of the chunk step: the cache-write pass, storing segments, and reading the
+ * window of a chunk back from the newest segments, rebuilding any damaged one on the way.
+ *
+ * A segment that is missing or fails its checks (checksum, truncation, header) is never used: it is
+ * recomputed from the frames it was made from (the starting frames, or chunk j's stored frames)
+ * by the same cache-write pass, after its own window (read the same way, so damage further back is
+ * rebuilt first), and written back. Starting frames are stored as given, so their segment comes back
+ * byte for byte; a chunk's frames are stored as 8-bit PNG, so its rebuilt K/V are those of the
+ * rounded frames and the chunks after it may differ slightly from an undamaged run. A segment
+ * written by another model, or one whose frames are gone too, fails the job with the reason.
+ */
+import { assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
+import { CacheError, ModelHashMismatchError } from '../shared/cache/errors.js';
+import { decodeSegment, encodeSegment, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
+import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
+import { pngsToFrames } from '../shared/media/png.js';
+import { frameFloats, type Manifest } from '../shared/model/manifest.js';
+import { contextFrames } from '../shared/sampler/context.js';
+import type { Job } from '../shared/schemas/job.js';
+import { PreconditionFailedError } from '../shared/store/errors.js';
+import type { ObjectStore } from '../shared/store/object-store.js';
+import { ChunkFailure } from './errors.js';
+import { geometry, type JobPlan } from './job-plan.js';
+import { log } from './log.js';
+import type { ModelSession } from './model-session.js';
+
+export interface CacheDeps {
+  store: ObjectStore;
+  model: ModelSession;
+}
+
+/** An empty window: what the starting frames (or chunk 0 without them) are conditioned on. */
+export const EMPTY_WINDOW: AssembledCache = { cache: new Float32Array(0), frames: 0, firstFrame: 0 };
+
+/**
+ * The cache-write pass: the K/V of clean `frames` ([n, C, H, W], starting at global frame
+ * `firstFrame`) after `window`, as conditioning sees them (the manifest's context noise, keyed by
+ * `chunk`, at t = context_t; frames as they are when it is 0).
+ */
+export async function cacheWritePass(
+  model: ModelSession, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledCache,
+): Promise<KvData> {
+  const m = model.manifest;
+  const n = frames.length / frameFloats(m);
+  const x = repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);
+  const { kv } = await model.step({
+    x, t: new Float32Array(plan.rows * n).fill(m.context_t), labels: plan.labels, pos: firstFrame,
+    cache: window.cache, cacheFrames: window.frames, rows: plan.rows, frames: n,
+  }, 'kv');
+  return kv;
+}
+
+/** Stores segment `chunk` once (write-once: an existing one is an earlier attempt's identical bytes). */
+export async function writeSegment(
+  deps: CacheDeps, job: Job, plan: JobPlan, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
+): Promise<void> {
+  const m = deps.model.manifest;
+  const frames = kv.length / (m.depth * 2 * plan.rows * m.tokens_per_frame * m.width);
+  const body = encodeSegment(kv, {
+    modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame,
+    shape: [frames, m.depth, 2, plan.rows, m.tokens_per_frame, m.width],
+  }, m.kv_dtype);
+  // A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
+  const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
+  try {
+    await deps.store.put(segmentKey(job, chunk), body, { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
+  } catch (err) {
+    // Someone else wrote (or repaired) it first: the same pass over the same frames, the same bytes.
+    if (!(err instanceof PreconditionFailedError)) throw err;
+  }
+}
+
+/**
+ * The window of K/V before global frame `endFrame` (at most P_max frames), in the step graph's
+ * layout, read from the newest segments covering it; a damaged segment is rebuilt (see top).
+ */
+export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<AssembledCache> {
+  const m = deps.model.manifest;
+  const available: SegmentInfo[] = [];
+  if (plan.initFrames > 0) available.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
+  // Only the last few chunks can fall inside the window; older ones are never considered.
+  const oldest = Math.max(0, Math.floor((endFrame - plan.initFrames - m.p_max) / plan.chunkFrames));
+  for (let j = oldest; plan.initFrames + (j + 1) * plan.chunkFrames <= endFrame; j++) {
+    available.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
+  }
+  const readPlan = planCacheRead(available, m.p_max, { endFrame, startFrame: available[0]?.firstFrame ?? endFrame });
+  const data = await Promise.all(readPlan.segments.map((seg) => readSegment(deps, job, plan, seg)));
+  return assembleAttentionCache(readPlan, data, attentionShape(m, plan));
+}
+
+/** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
+export const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
+
+/** Segment `seg`'s K/V: as stored when it passes every check, else rebuilt. */
+async function readSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo): Promise<KvData> {
+  const m = deps.model.manifest;
+  const key = segmentKey(job, seg.chunk);
+  const obj = await deps.store.get(key);
+  if (!obj) return rebuildSegment(deps, job, plan, seg, { code: 'cache_missing', reason: 'missing' });
+  try {
+    return decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] }).data;
+  } catch (err) {
+    if (err instanceof ModelHashMismatchError) {
+      throw new ChunkFailure('model_mismatch', `cache segment ${key} was made by another model (${err.actual}); this worker serves ${err.expected}`, err);
+    }
+    if (!(err instanceof CacheError)) throw err;
+    return rebuildSegment(deps, job, plan, seg, { code: 'cache_corrupt', reason: err.message, etag: obj.etag });
+  }
+}
+
+/** Recomputes a damaged segment from its stored frames after its own window, and stores it. */
+async function rebuildSegment(
+  deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, damage: { code: string; reason: string; etag?: string },
+): Promise<KvData> {
+  const key = segmentKey(job, seg.chunk);
+  const frameKeys = Array.from({ length: seg.frames }, (_, i) =>
+    seg.chunk === PREFIX_CHUNK ? inputFrameKey(job.tenant, job.id, i) : frameKey(job.tenant, job.id, seg.chunk, i));
+  const pngs = await Promise.all(frameKeys.map(async (k) => (await deps.store.get(k))?.body));
+  const lost = frameKeys.filter((_, i) => !pngs[i]);
+  if (lost.length > 0) {
+    throw new ChunkFailure(damage.code, `cache segment ${key} is ${damage.reason === 'missing' ? 'missing' : `damaged (${damage.reason})`}, and so are the frames to rebuild it from (${lost.join(', ')})`);
+  }
+  log.warn('cache segment damaged; rebuilding it from its stored frames', { job: job.id, chunk: seg.chunk, reason: damage.reason });
+  const window = seg.chunk === PREFIX_CHUNK ? EMPTY_WINDOW : await readWindow(deps, job, plan, seg.firstFrame);
+  const frames = pngsToFrames(pngs as Buffer[], geometry(deps.model.manifest));
+  const kv = await cacheWritePass(deps.model, job, plan, frames, seg.chunk, seg.firstFrame, window);
+  await writeSegment(deps, job, plan, seg.chunk, seg.firstFrame, kv, { replace: damage.etag });
+  return kv;
+}
+
+const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);
+
+function repeatRows(x: Float32Array, rows: number): Float32Array {
+  if (rows === 1) return x;
+  const out = new Float32Array(x.length * rows);
+  for (let r = 0; r < rows; r++) out.set(x, r * x.length);
+  return out;
+}

@@ -1,0 +1,118 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelSession } from '../../gpu-worker/model-session.js';
+import { ChunkWorker } from '../../gpu-worker/worker.js';
+import { decodeSegment, encodeSegment } from '../../shared/cache/segment.js';
+import { readJob } from '../../shared/jobs/job-store.js';
+import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
+import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
+import type { Job } from '../../shared/schemas/job.js';
+import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+
+let model: ModelSession;
+beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
+afterAll(async () => { await model.release(); });
+
+const geometry = { channels: 3, height: 32, width: 32, range: [-1, 1] as const };
+const FRAMES = 16; // 4 given + 4 chunks: the window of the last chunk holds the prefix and chunks 0-1
+
+/** Starting frames: a bright square on black, moving right. */
+function initPngs(): Buffer[] {
+  const f = new Float32Array(4 * 3 * 32 * 32).fill(-1);
+  for (let i = 0; i < 4; i++) for (let c = 0; c < 3; c++) for (let y = 10; y < 16; y++) for (let x = 4 + 2 * i; x < 10 + 2 * i; x++) {
+    f[((i * 3 + c) * 32 + y) * 32 + x] = c === 1 ? -1 : 0.9;
+  }
+  return framesToPngs(f, geometry);
+}
+
+/**
+ * Runs a job to its end on a worker that keeps no window between chunks (every chunk reads its
+ * cache from the store, as a fresh worker does); `between(k)` runs after chunk task k.
+ */
+async function runJob(between: (dir: string, job: Job, k: number) => void = () => {}) {
+  const dir = tempDir();
+  const stack = localStack(dir);
+  const job = await submitJob(stack, model.manifest, { id: 'repair', frames: FRAMES, steps: 2, seed: 5, initPngs: initPngs() });
+  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.2, windowMemoBytes: 0 });
+  for (let k = 0; ; k++) {
+    const outcome = await worker.processNext();
+    if (outcome !== 'computed') break;
+    between(dir, job, k);
+  }
+  await worker.close();
+  const file = (key: string) => path.join(dir, 'store', ...key.split('/'));
+  const frames = async (chunk: number) => pngsToFrames(await Promise.all([0, 1, 2, 3].map(async (i) =>
+    (await stack.store.get(frameKey(job.tenant, job.id, chunk, i)))!.body)), geometry);
+  return { stack, job, file, frames, done: (await readJob(stack.store, job.tenant, job.id))!.job };
+}
+
+const segmentFile = (dir: string, job: Job, chunk: number | 'prefix') =>
+  path.join(dir, 'store', ...cacheSegmentKey(job.tenant, job.id, chunk).split('/'));
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+describe('damaged cache segments', () => {
+  let clean: Awaited<ReturnType<typeof runJob>>;
+  beforeAll(async () => { clean = await runJob(); });
+
+  it('rebuilds a lost prefix segment byte for byte, so the video is the same', async () => {
+    const original = readFileSync(clean.file(cacheSegmentKey('tenant1', 'repair', 'prefix')));
+    const run = await runJob((dir, job, k) => { if (k === 0) rmSync(segmentFile(dir, job, 'prefix')); });
+    expect(run.done.status).toBe('succeeded');
+    expect(readFileSync(run.file(cacheSegmentKey(run.job.tenant, run.job.id, 'prefix'))).equals(original)).toBe(true);
+    for (let k = 0; k < 4; k++) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
+  });
+
+  it('rebuilds a corrupt chunk segment from its stored frames, after its own window', async () => {
+    const run = await runJob((dir, job, k) => {
+      if (k !== 1) return;
+      // Bit rot in segment 0's payload, found when chunk 2 reads its window.
+      const file = segmentFile(dir, job, 0);
+      const bytes = readFileSync(file);
+      bytes[bytes.length - 10] ^= 0xff;
+      writeFileSync(file, bytes);
+    });
+    expect(run.done.status).toBe('succeeded');
+    expect(run.done.progress.chunks_done).toBe(4);
+    // The rewritten segment passes every check, and holds the K/V of chunk 0's (8-bit) frames: close
+    // to the original's, which came from the same frames before rounding.
+    const m = model.manifest;
+    const expect0 = { modelSha: m.onnx_sha256, job: 'repair', chunk: 0 };
+    const rebuilt = decodeSegment(readFileSync(run.file(cacheSegmentKey('tenant1', 'repair', 0))), expect0).data;
+    const original = decodeSegment(readFileSync(clean.file(cacheSegmentKey('tenant1', 'repair', 0))), expect0).data;
+    const diff = maxDiff(rebuilt, original);
+    expect(diff).toBeGreaterThan(0);
+    expect(diff).toBeLessThan(0.1);
+    // Chunks made before the damage are untouched; the ones after it stay close to the undamaged video.
+    for (const k of [0, 1]) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
+    for (const k of [2, 3]) {
+      const a = await run.frames(k), b = await clean.frames(k);
+      const mse = a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0) / a.length;
+      expect(10 * Math.log10(4 / mse)).toBeGreaterThan(35); // PSNR over the [-1, 1] range
+    }
+  });
+
+  it('fails the job with the reason when the frames to rebuild from are gone too', async () => {
+    const run = await runJob((dir, job, k) => {
+      if (k !== 0) return;
+      rmSync(segmentFile(dir, job, 0));
+      rmSync(path.join(dir, 'store', ...frameKey(job.tenant, job.id, 0, 2).split('/')));
+    });
+    expect(run.done.status).toBe('failed');
+    expect(run.done.error?.code).toBe('cache_missing');
+    expect(run.done.error?.message).toContain('000000-002.png');
+    expect(run.done.progress.chunks_done).toBe(1);
+  });
+
+  it('fails the job on a segment made by another model, rather than mixing models in one video', async () => {
+    const run = await runJob((dir, job, k) => {
+      if (k !== 0) return;
+      const file = segmentFile(dir, job, 'prefix');
+      const m = model.manifest;
+      const { meta, data } = decodeSegment(readFileSync(file), { modelSha: m.onnx_sha256, job: job.id });
+      writeFileSync(file, encodeSegment(data, { ...meta, modelSha: 'f'.repeat(64) }, m.kv_dtype));
+    });
+    expect(run.done.status).toBe('failed');
+    expect(run.done.error?.code).toBe('model_mismatch');
+  });
+});
