@@ -84,6 +84,17 @@ describe('chunk step on the embedded store and queue', () => {
     expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
   });
 
+  it('fails a job accepted for another model instead of finishing it with this one', async () => {
+    const stack = localStack(tempDir());
+    const job = await submitJob(stack, model.manifest, { frames: 8, steps: 2 });
+    await updateJob(stack.store, job.tenant, job.id, (j) => ({ ...j, model: { name: 'older', sha256: 'e'.repeat(64) } }));
+    expect((await drain(stack)).map((e) => e.outcome)).toEqual(['failed']);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.error).toMatchObject({ code: 'model_mismatch' });
+    expect(done.error?.message).toContain(model.manifest.onnx_sha256);
+    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
+  });
+
   it('fails a job whose starting frames exceed the model window', async () => {
     const stack = localStack(tempDir());
     const n = model.manifest.p_max + 1;
