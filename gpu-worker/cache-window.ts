@@ -85,41 +85,47 @@ export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFr
     available.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
   }
   const readPlan = planCacheRead(available, m.p_max, { endFrame, startFrame: available[0]?.firstFrame ?? endFrame });
-  const data = await Promise.all(readPlan.segments.map((seg) => readSegment(deps, job, plan, seg)));
+  const stored = await Promise.all(readPlan.segments.map((seg) => readStored(deps, job, plan, seg)));
+  // Damaged ones are rebuilt oldest first, so each rebuild's own window reads the ones before it repaired.
+  const data: KvData[] = [];
+  for (const [i, seg] of readPlan.segments.entries()) {
+    const got = stored[i];
+    data.push('kv' in got ? got.kv : await rebuildSegment(deps, job, plan, seg, got.damage));
+  }
   return assembleAttentionCache(readPlan, data, attentionShape(m, plan));
 }
 
 /** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
 export const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
 
-/** Segment `seg`'s K/V: as stored when it passes every check, else rebuilt. */
-async function readSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo): Promise<KvData> {
+interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag?: string }
+
+/** Segment `seg`'s K/V as stored, if it passes every check; else what is wrong with it. */
+async function readStored(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo): Promise<{ kv: KvData } | { damage: Damage }> {
   const m = deps.model.manifest;
   const key = segmentKey(job, seg.chunk);
   const obj = await deps.store.get(key);
-  if (!obj) return rebuildSegment(deps, job, plan, seg, { code: 'cache_missing', reason: 'missing' });
+  if (!obj) return { damage: { code: 'cache_missing', reason: 'missing' } };
   try {
-    return decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] }).data;
+    return { kv: decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] }).data };
   } catch (err) {
     if (err instanceof ModelHashMismatchError) {
       throw new ChunkFailure('model_mismatch', `cache segment ${key} was made by another model (${err.actual}); this worker serves ${err.expected}`, err);
     }
     if (!(err instanceof CacheError)) throw err;
-    return rebuildSegment(deps, job, plan, seg, { code: 'cache_corrupt', reason: err.message, etag: obj.etag });
+    return { damage: { code: 'cache_corrupt', reason: err.message, etag: obj.etag } };
   }
 }
 
 /** Recomputes a damaged segment from its stored frames after its own window, and stores it. */
-async function rebuildSegment(
-  deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, damage: { code: string; reason: string; etag?: string },
-): Promise<KvData> {
+async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, damage: Damage): Promise<KvData> {
   const key = segmentKey(job, seg.chunk);
   const frameKeys = Array.from({ length: seg.frames }, (_, i) =>
     seg.chunk === PREFIX_CHUNK ? inputFrameKey(job.tenant, job.id, i) : frameKey(job.tenant, job.id, seg.chunk, i));
   const pngs = await Promise.all(frameKeys.map(async (k) => (await deps.store.get(k))?.body));
   const lost = frameKeys.filter((_, i) => !pngs[i]);
   if (lost.length > 0) {
-    throw new ChunkFailure(damage.code, `cache segment ${key} is ${damage.reason === 'missing' ? 'missing' : `damaged (${damage.reason})`}, and so are the frames to rebuild it from (${lost.join(', ')})`);
+    throw new ChunkFailure(damage.code, `cache segment ${key} is ${damage.reason === 'missing' ? 'missing' : `damaged (${damage.reason})`}, and the frames to rebuild it from are gone (${lost.join(', ')})`);
   }
   log.warn('cache segment damaged; rebuilding it from its stored frames', { job: job.id, chunk: seg.chunk, reason: damage.reason });
   const window = seg.chunk === PREFIX_CHUNK ? EMPTY_WINDOW : await readWindow(deps, job, plan, seg.firstFrame);

@@ -31,6 +31,7 @@ function initPngs(): Buffer[] {
  * cache from the store, as a fresh worker does); `between(k)` runs after chunk task k.
  */
 async function runJob(between: (dir: string, job: Job, k: number) => void = () => {}) {
+  const calls = model.calls;
   const dir = tempDir();
   const stack = localStack(dir);
   const job = await submitJob(stack, model.manifest, { id: 'repair', frames: FRAMES, steps: 2, seed: 5, initPngs: initPngs() });
@@ -44,7 +45,7 @@ async function runJob(between: (dir: string, job: Job, k: number) => void = () =
   const file = (key: string) => path.join(dir, 'store', ...key.split('/'));
   const frames = async (chunk: number) => pngsToFrames(await Promise.all([0, 1, 2, 3].map(async (i) =>
     (await stack.store.get(frameKey(job.tenant, job.id, chunk, i)))!.body)), geometry);
-  return { stack, job, file, frames, done: (await readJob(stack.store, job.tenant, job.id))!.job };
+  return { stack, job, file, frames, done: (await readJob(stack.store, job.tenant, job.id))!.job, modelCalls: model.calls - calls };
 }
 
 const segmentFile = (dir: string, job: Job, chunk: number | 'prefix') =>
@@ -89,6 +90,21 @@ describe('damaged cache segments', () => {
       const a = await run.frames(k), b = await clean.frames(k);
       const mse = a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0) / a.length;
       expect(10 * Math.log10(4 / mse)).toBeGreaterThan(35); // PSNR over the [-1, 1] range
+    }
+  });
+
+  it('rebuilds several damaged segments oldest first, each once', async () => {
+    const run = await runJob((dir, job, k) => {
+      if (k !== 1) return; // chunk 2's window: prefix, segment 0, segment 1
+      rmSync(segmentFile(dir, job, 0));
+      writeFileSync(segmentFile(dir, job, 1), readFileSync(segmentFile(dir, job, 1)).subarray(0, 100));
+    });
+    expect(run.done.status).toBe('succeeded');
+    // One extra cache-write pass per damaged segment: segment 1's rebuild reads segment 0 already repaired.
+    expect(run.modelCalls).toBe(clean.modelCalls + 2);
+    for (const k of [0, 1]) {
+      const chunk = cacheSegmentKey(run.job.tenant, run.job.id, k);
+      expect(() => decodeSegment(readFileSync(run.file(chunk)), { modelSha: model.manifest.onnx_sha256, job: 'repair', chunk: k })).not.toThrow();
     }
   });
 
