@@ -12,6 +12,10 @@ import { Ca2vdmClient } from '../shared/api/client.js';
 import { verifyWebhook } from '../shared/webhooks/signature.js';
 import { startEmbeddedStack } from './stack.js';
 
+// The demo draws its own progress; the worker's per-chunk info lines would break the bar
+// (LOG_LEVEL=info brings them back; warnings and errors always show).
+process.env.LOG_LEVEL ??= 'warn';
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FRAMES = Number(process.env.DEMO_FRAMES ?? 64);
 const OUT = path.join(ROOT, 'out');
