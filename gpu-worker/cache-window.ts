@@ -11,7 +11,7 @@
  * written by another model, or one whose frames are gone too, fails the job with the reason.
  */
 import { assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
-import { CacheError, ModelHashMismatchError } from '../shared/cache/errors.js';
+import { CacheError, ModelHashMismatchError, SegmentMismatchError } from '../shared/cache/errors.js';
 import { decodeSegment, encodeSegment, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
 import { pngsToFrames } from '../shared/media/png.js';
@@ -100,19 +100,28 @@ export const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth *
 
 interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag?: string }
 
-/** Segment `seg`'s K/V as stored, if it passes every check; else what is wrong with it. */
-async function readStored(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo): Promise<{ kv: KvData } | { damage: Damage }> {
+/**
+ * Segment `seg`'s K/V as stored, if it passes every check; else what is wrong with it. A segment
+ * that fails is read once more before it counts as damaged, so a read cut short in transit never
+ * gets a good segment replaced.
+ */
+async function readStored(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, retry = true): Promise<{ kv: KvData } | { damage: Damage }> {
   const m = deps.model.manifest;
   const key = segmentKey(job, seg.chunk);
   const obj = await deps.store.get(key);
   if (!obj) return { damage: { code: 'cache_missing', reason: 'missing' } };
   try {
-    return { kv: decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] }).data };
+    const { meta, data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] });
+    if (meta.shape[0] !== seg.frames || meta.firstFrame !== seg.firstFrame) {
+      throw new SegmentMismatchError('shape', `${seg.frames} frames from frame ${seg.firstFrame}`, `${meta.shape[0]} frames from frame ${meta.firstFrame}`);
+    }
+    return { kv: data };
   } catch (err) {
     if (err instanceof ModelHashMismatchError) {
       throw new ChunkFailure('model_mismatch', `cache segment ${key} was made by another model (${err.actual}); this worker serves ${err.expected}`, err);
     }
     if (!(err instanceof CacheError)) throw err;
+    if (retry) return readStored(deps, job, plan, seg, false);
     return { damage: { code: 'cache_corrupt', reason: err.message, etag: obj.etag } };
   }
 }

@@ -58,12 +58,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     return 'skipped';
   }
   if (job.cancel_requested) return cancel(deps, job);
+  const plan = jobPlan(job, m);
+  if (k < job.progress.chunks_done) return resumeAfter(deps, job, plan, k);
   // One video, one model: a job is made to the end by the model it was accepted for.
   if (job.model.sha256 !== m.onnx_sha256) {
     throw new ChunkFailure('model_mismatch', `job was accepted for model ${job.model.name} (${job.model.sha256}); this worker serves ${m.name} (${m.onnx_sha256})`);
   }
-  const plan = jobPlan(job, m);
-  if (k < job.progress.chunks_done) return resumeAfter(deps, job, plan, k);
   if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
   if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
 

@@ -8,6 +8,7 @@ import { readJob } from '../../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
 import type { Job } from '../../shared/schemas/job.js';
+import type { ObjectStore } from '../../shared/store/object-store.js';
 import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 
 let model: ModelSession;
@@ -30,12 +31,12 @@ function initPngs(): Buffer[] {
  * Runs a job to its end on a worker that keeps no window between chunks (every chunk reads its
  * cache from the store, as a fresh worker does); `between(k)` runs after chunk task k.
  */
-async function runJob(between: (dir: string, job: Job, k: number) => void = () => {}) {
+async function runJob(between: (dir: string, job: Job, k: number) => void = () => {}, wrapStore = (s: ObjectStore) => s) {
   const calls = model.calls;
   const dir = tempDir();
   const stack = localStack(dir);
   const job = await submitJob(stack, model.manifest, { id: 'repair', frames: FRAMES, steps: 2, seed: 5, initPngs: initPngs() });
-  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.2, windowMemoBytes: 0 });
+  const worker = new ChunkWorker({ ...stack, store: wrapStore(stack.store), model, waitSec: 0.2, windowMemoBytes: 0 });
   for (let k = 0; ; k++) {
     const outcome = await worker.processNext();
     if (outcome !== 'computed') break;
@@ -106,6 +107,39 @@ describe('damaged cache segments', () => {
       const chunk = cacheSegmentKey(run.job.tenant, run.job.id, k);
       expect(() => decodeSegment(readFileSync(run.file(chunk)), { modelSha: model.manifest.onnx_sha256, job: 'repair', chunk: k })).not.toThrow();
     }
+  });
+
+  it('reads a segment again before calling it damaged: a read cut short never replaces a good one', async () => {
+    const key = cacheSegmentKey('tenant1', 'repair', 0);
+    let cut = 0;
+    const run = await runJob(undefined, (store) => new Proxy(store, {
+      get(target, prop, receiver) {
+        if (prop !== 'get') return Reflect.get(target, prop, receiver);
+        return async (k: string) => {
+          const obj = await target.get(k);
+          // The first read of segment 0 loses its tail in transit.
+          if (obj && k === key && cut++ === 0) return { ...obj, body: obj.body.subarray(0, obj.body.length - 7) };
+          return obj;
+        };
+      },
+    }));
+    expect(cut).toBeGreaterThan(1);
+    expect(run.done.status).toBe('succeeded');
+    expect(run.modelCalls).toBe(clean.modelCalls);
+    expect(readFileSync(run.file(key)).equals(readFileSync(clean.file(key)))).toBe(true);
+  });
+
+  it('rebuilds a well-formed segment that claims other frames than its place in the video', async () => {
+    const run = await runJob((dir, job, k) => {
+      if (k !== 0) return;
+      const file = segmentFile(dir, job, 0);
+      const { meta, data } = decodeSegment(readFileSync(file), { modelSha: model.manifest.onnx_sha256, job: job.id });
+      writeFileSync(file, encodeSegment(data, { ...meta, firstFrame: meta.firstFrame + 4 }, model.manifest.kv_dtype));
+    });
+    expect(run.done.status).toBe('succeeded');
+    expect(run.modelCalls).toBe(clean.modelCalls + 1);
+    const meta = decodeSegment(readFileSync(run.file(cacheSegmentKey('tenant1', 'repair', 0))), { modelSha: model.manifest.onnx_sha256, job: 'repair' }).meta;
+    expect(meta.firstFrame).toBe(4);
   });
 
   it('fails the job with the reason when the frames to rebuild from are gone too', async () => {

@@ -1,10 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelSession } from '../../gpu-worker/model-session.js';
-import { ChunkWorker } from '../../gpu-worker/worker.js';
 import { readJob, updateJob } from '../../shared/jobs/job-store.js';
-import { cacheSegmentKey, frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
+import { frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
 import { framesToPngs } from '../../shared/media/png.js';
 import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 
