@@ -23,7 +23,7 @@ import type { ObjectStore } from '../shared/store/object-store.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession } from './model-session.js';
+import type { ModelSession, StepInput } from './model-session.js';
 
 export interface CacheDeps {
   store: ObjectStore;
@@ -42,25 +42,34 @@ export async function cacheWritePass(
   model: ModelSession, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledCache,
 ): Promise<KvData> {
   const m = model.manifest;
-  const n = frames.length / frameFloats(m);
   const x = repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);
-  const { kv } = await model.step({
-    x, t: new Float32Array(plan.rows * n).fill(m.context_t), labels: plan.labels, pos: firstFrame,
-    cache: window.cache, cacheFrames: window.frames, rows: plan.rows, frames: n,
-  }, 'kv');
+  const { kv } = await model.step(stepAfter(window, m, plan, firstFrame, x, m.context_t, plan.rows), 'kv');
   return kv;
 }
+
+/**
+ * One call of the step graph after `window`: `rows` rows of frames `x` ([rows, F, C, H, W]) that
+ * start at global frame `firstFrame`, all at timestep `t` (a denoising step, or the cache-write pass).
+ */
+export function stepAfter(window: AssembledCache, m: Manifest, plan: JobPlan, firstFrame: number, x: Float32Array, t: number, rows: number): StepInput {
+  const frames = x.length / (rows * frameFloats(m));
+  return {
+    x, t: new Float32Array(rows * frames).fill(t), labels: plan.labels, pos: firstFrame,
+    cache: window.cache, cacheFrames: window.frames, rows, frames,
+  };
+}
+
+/** One frame's K/V as the graph emits and a segment stores it: [depth, 2, rows, tokens, width]. */
+const kvFrameShape = (m: Manifest, plan: JobPlan) => [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] as const;
 
 /** Stores segment `chunk` once (write-once: an existing one is an earlier attempt's identical bytes). */
 export async function writeSegment(
   deps: CacheDeps, job: Job, plan: JobPlan, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
 ): Promise<void> {
   const m = deps.model.manifest;
-  const frames = kv.length / (m.depth * 2 * plan.rows * m.tokens_per_frame * m.width);
-  const body = encodeSegment(kv, {
-    modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame,
-    shape: [frames, m.depth, 2, plan.rows, m.tokens_per_frame, m.width],
-  }, m.kv_dtype);
+  const frameShape = kvFrameShape(m, plan);
+  const frames = kv.length / frameShape.reduce((a, b) => a * b, 1);
+  const body = encodeSegment(kv, { modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame, shape: [frames, ...frameShape] }, m.kv_dtype);
   // A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
   const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
   try {
@@ -111,7 +120,7 @@ async function readStored(deps: CacheDeps, job: Job, plan: JobPlan, seg: Segment
   const obj = await deps.store.get(key);
   if (!obj) return { damage: { code: 'cache_missing', reason: 'missing' } };
   try {
-    const { meta, data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] });
+    const { meta, data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: kvFrameShape(m, plan) });
     if (meta.shape[0] !== seg.frames || meta.firstFrame !== seg.firstFrame) {
       throw new SegmentMismatchError('shape', `${seg.frames} frames from frame ${seg.firstFrame}`, `${meta.shape[0]} frames from frame ${meta.firstFrame}`);
     }

@@ -22,7 +22,7 @@ import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.j
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
-import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, writeSegment } from './cache-window.js';
+import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, stepAfter, writeSegment } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { geometry, jobPlan, type JobPlan } from './job-plan.js';
@@ -72,20 +72,18 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const firstFrame = plan.initFrames + k * plan.chunkFrames;
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
   const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readWindow(deps, job, plan, firstFrame);
-  const { cache, frames: P } = window;
+  const P = window.frames;
   phases.mark('cache_read');
 
   // 3. Denoise chunk k, every step attending to the same cache (cache sharing).
   const l = plan.chunkFrames;
-  const input = (x: Float32Array, t: number, rows: number) =>
-    ({ x, t: new Float32Array(rows * l).fill(t), labels: plan.labels, pos: firstFrame, cache, cacheFrames: P, rows, frames: l });
   const clean = await denoise({
     noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }),
     steps: ddimSchedule(m.schedule.alphas_cumprod, job.request.steps),
     prediction: m.prediction,
     range: m.frame.range,
     guidance: plan.guided ? job.request.guidance : undefined,
-    model: async (x, t, rows) => (await model.step(input(x, t, rows), 'prediction')).prediction,
+    model: async (x, t, rows) => (await model.step(stepAfter(window, m, plan, firstFrame, x, t, rows), 'prediction')).prediction,
     signal,
   }); // [l, C, H, W]
   phases.mark('denoise');
