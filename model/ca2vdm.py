@@ -29,6 +29,7 @@ class Ca2Config:
     p_max: int = 12           # most conditioning frames kept in the cache (P_max >= 3l for >= 3x speedup)
     freq_dim: int = 128       # sinusoidal timestep features before the MLP
     context_noise: int = 0    # training: conditioning frames noised at t ~ U[0, this] (0 = always clean)
+    pos_harmonics: int = 0    # harmonics of the cyclic temporal embedding (0 = l_train // 2, all distinct)
 
     @property
     def l_train(self):        # cyclic period of temporal positions: one full window
@@ -319,8 +320,10 @@ def temporal_pos_embed(frame_index, cfg):
     phase = torch.remainder(frame_index, cfg.l_train).float()                # (F,)
     half = cfg.width // 2
     k = torch.arange(1, half + 1, dtype=torch.float32, device=frame_index.device)
-    # Harmonics of the period (capped) so every position in the window is distinct.
-    k = torch.remainder(k - 1, cfg.l_train // 2) + 1
+    # Harmonics of the period (capped, then repeated); the first alone keeps every position distinct.
+    # A model widened from a trained one keeps that one's cap: its embedding is then the old one
+    # sampled at a finer phase step (l_train_old / l_train), a small change for fine-tuning to absorb.
+    k = torch.remainder(k - 1, cfg.pos_harmonics or cfg.l_train // 2) + 1
     ang = 2 * math.pi * phase[:, None] * k[None] / cfg.l_train               # (F, D/2)
     return torch.cat([torch.cos(ang), torch.sin(ang)], -1)                   # (F, D)
 

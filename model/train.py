@@ -121,6 +121,12 @@ def main(args):
     if state and window:
         raise SystemExit("--p-max/--chunk set the window of a new model; a resumed one keeps its own")
     cfg = ca2vdm.Ca2Config(**state["config"]) if state else ca2vdm.Ca2Config(**{**ca2vdm.PRESETS[args.preset], **window})
+    if args.widen_to is not None:
+        if not state:
+            raise SystemExit("--widen-to widens a resumed model; a new one takes --p-max")
+        # Same weights, a wider window: keep the harmonic cap, so the temporal embedding is the old
+        # one at a finer phase step and fine-tuning starts near where the resumed model was.
+        cfg = dataclasses.replace(cfg, p_max=args.widen_to, pos_harmonics=cfg.pos_harmonics or cfg.l_train // 2)
     if args.context_noise is not None:   # a training setting, not the architecture: a resumed model may take it up
         cfg = dataclasses.replace(cfg, context_noise=args.context_noise)
     model = ca2vdm.Ca2VDM(cfg).to(device)
@@ -261,6 +267,8 @@ def parser():
     p.add_argument("--p-max", type=int, default=None,
                    help="cached frames P_max of a new model (default 12); serving speedup grows with P_max / chunk")
     p.add_argument("--chunk", type=int, default=None, help="frames per chunk l of a new model (default 4)")
+    p.add_argument("--widen-to", type=int, default=None,
+                   help="resume into a wider window: P_max of the result (the temporal embedding keeps its harmonics)")
     p.add_argument("--context-noise", type=int, default=None,
                    help="noise conditioning frames at t ~ U[0, N] (against drift; default: the model's own, 0 if new)")
     p.add_argument("--resume", default=None, help="ckpt.pt or ema_fp16.pt to continue from")

@@ -156,3 +156,17 @@ def test_bf16_wrapper_is_the_model_under_autocast():
     fp32 = ca2vdm.training_forward(model, clean, clean, t, label, 2)
     assert not torch.equal(bf16.float(), fp32)
     assert torch.allclose(bf16.float(), fp32, atol=0.05 * fp32.abs().max().item())
+
+
+def test_widen_resumes_into_a_wider_window(tmp_path):
+    """--widen-to resumes a trained model with a wider P_max: same weights, the harmonic cap kept,
+    and the training loop runs on the wider clips."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = ["--minutes", "5", "--batch", "4", "--ckpt-minutes", "10", "--log-every", "1", "--device", "cpu", "--fp32"]
+    train.main(train.parser().parse_args(["--preset", "test", "--out", str(first), "--steps", "1", *common]))
+    train.main(train.parser().parse_args(["--resume", str(first / "ckpt.pt"), "--widen-to", "12", "--steps", "2",
+                                          "--out", str(second), *common]))
+    a, b = torch.load(first / "ckpt.pt"), torch.load(second / "ckpt.pt")
+    assert b["config"]["p_max"] == 12 and b["config"]["pos_harmonics"] == (a["config"]["p_max"] + a["config"]["chunk"]) // 2
+    assert b["step"] == a["step"] + 2
+    assert {k: v.shape for k, v in a["model"].items()} == {k: v.shape for k, v in b["model"].items()}

@@ -1,3 +1,6 @@
+import dataclasses
+import math
+
 import torch
 
 import ca2vdm
@@ -62,6 +65,23 @@ def test_cyclic_positions_distinct_within_window(model):
     assert d.min() > 1e-3
     again = ca2vdm.temporal_pos_embed(torch.arange(40 + c.l_train, 40 + 2 * c.l_train), c)
     assert torch.allclose(emb, again, atol=1e-5)
+
+
+def test_widened_window_keeps_the_embedding_at_a_finer_step():
+    """A model widened from P_max 12 to 16 keeps the old harmonics: frame i of the 20-frame cycle gets
+    the old embedding at phase i * 16 / 20; every position of the wider window stays distinct."""
+    old = ca2vdm.Ca2Config(**ca2vdm.PRESETS["test"])
+    wide = ca2vdm.Ca2Config(**{**ca2vdm.PRESETS["test"], "p_max": old.p_max + 4, "pos_harmonics": old.l_train // 2})
+    idx = torch.arange(wide.l_train)
+    emb = ca2vdm.temporal_pos_embed(idx, wide)
+    phase = idx.float() * old.l_train / wide.l_train
+    half = torch.arange(1, old.width // 2 + 1).float()
+    k = torch.remainder(half - 1, old.l_train // 2) + 1
+    ang = 2 * math.pi * phase[:, None] * k[None] / old.l_train
+    assert torch.allclose(emb, torch.cat([torch.cos(ang), torch.sin(ang)], -1), atol=1e-5)
+    d = torch.cdist(emb, emb) + torch.eye(wide.l_train) * 1e3
+    assert d.min() > 1e-3
+    assert not torch.allclose(emb, ca2vdm.temporal_pos_embed(idx, dataclasses.replace(wide, pos_harmonics=0)))
 
 
 def test_sampling_with_cache_equals_recompute(model):
