@@ -81,11 +81,13 @@ def generate(model, frames, label, init=None, steps=25, guidance=2.0, seed=0, us
 
 
 @torch.no_grad()
-def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, seed=0, use_cache=True, context_t=0):
+def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, seed=0, use_cache=True, context_t=0,
+                   chunk=None):
     """Generate `frames` new frames for N videos chunk by chunk, after `init` (N, F0, C, H, W).
     With use_cache the conditioning K/V are computed once per chunk (the t = 0 pass) and shared by
     all steps; without it every step recomputes all conditioning frames (the baseline). With
     context_t > 0 conditioning frames are lightly noised at that timestep first (context_frames).
+    `chunk` frames are made per chunk (default: the trained chunk; any shorter length serves too).
     Returns (N, frames, C, H, W)."""
     cfg = model.cfg
     dev = next(model.parameters()).device
@@ -104,7 +106,9 @@ def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, see
     kv = torch.zeros(0, cfg.depth, 2, rows, cfg.tokens, cfg.width, device=dev)   # frames-first K/V
     if use_cache and hist.shape[1]:
         kv = cache_write(model, ctx_hist.repeat(reps, 1, 1, 1, 1), lab, 0, t=context_t)
-    made, l = 0, cfg.chunk
+    made, l = 0, chunk or cfg.chunk
+    if not 1 <= l <= cfg.chunk:                             # causal: l frames = the first l of a trained chunk
+        raise ValueError(f"chunk must be 1..{cfg.chunk}, got {l}")
     while made < frames:
         start = hist.shape[1]                               # global index of the chunk's first frame
         x = torch.randn(n, l, *shape, generator=gen).to(dev)

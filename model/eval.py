@@ -2,7 +2,10 @@
 
     /usr/bin/python3 eval.py --ckpt checkpoints/ema_fp16.pt --out artifacts/balls32-v1
 
-On held-out seeds, 4 true frames are given and 4 chunks are generated. Per chunk (numbered from 1):
+On held-out seeds, 4 true frames are given and 16 more are generated, in chunks of the serving
+length (`chunk_frames` of the manifest in --out, else the trained chunk). Metrics are reported per
+"chunk" of the trained length (4 frames; numbered from 1) whatever the serving length, so that runs
+with different serving lengths compare frame for frame:
 PSNR/SSIM against the true continuation, the same for "repeat the last given frame" and an
 all-black frame, and an object metric (balls found by colour: count correct, centre error).
 """
@@ -79,6 +82,15 @@ def grid(rows, scale=2, gap=2):
     return out.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
 
 
+def manifest_chunk(artifact_dir):
+    """The serving chunk length of the artifact being evaluated, if it has a manifest."""
+    path = os.path.join(artifact_dir, "manifest.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["chunk_frames"]
+
+
 def main(args):
     # Setup
     torch.set_num_threads(os.cpu_count())
@@ -86,6 +98,9 @@ def main(args):
     cfg = model.cfg
     context_t = diffusion.default_context_t(cfg) if args.context_t is None else args.context_t
     given, chunks = args.given, args.chunks
+    serve_chunk = args.serve_chunk or manifest_chunk(args.out) or cfg.chunk
+    if not 1 <= serve_chunk <= cfg.chunk:
+        raise SystemExit(f"--serve-chunk must be 1..{cfg.chunk} (the trained chunk), got {serve_chunk}")
     n_new = chunks * cfg.chunk
     per_chunk = [dict(psnr=[], psnr_repeat_last=[], psnr_black=[], ssim=[], ssim_repeat_last=[],
                       count=[], center=[]) for _ in range(chunks)]
@@ -99,7 +114,7 @@ def main(args):
         part = videos[b:b + args.batch]
         generated += list(diffusion.generate_batch(
             model, n_new, [lab for _, lab in part], init=torch.stack([v[:given] for v, _ in part]),
-            steps=args.steps, guidance=args.guidance, seed=b, context_t=context_t))
+            steps=args.steps, guidance=args.guidance, seed=b, context_t=context_t, chunk=serve_chunk))
         print(f"generated {len(generated)}/{args.seeds} in {time.time() - start:.0f} s", flush=True)
     for i, ((video, label), gen) in enumerate(zip(videos, generated)):
         for k in range(chunks):
@@ -120,12 +135,13 @@ def main(args):
 
     # Unconditional samples per label
     uncond = list(diffusion.generate_batch(model, n_new, list(range(cfg.num_labels)), steps=args.steps,
-                                           guidance=args.guidance, seed=100, context_t=context_t))
+                                           guidance=args.guidance, seed=100, context_t=context_t,
+                                           chunk=serve_chunk))
     mean = lambda v: round(sum(v) / max(len(v), 1), 4)
     result = {
         "seeds": args.seeds, "first_seed": first, "steps": args.steps, "guidance": args.guidance, "context_t": context_t,
         "given_frames": given,
-        "chunk_frames": cfg.chunk, "training_steps": state.get("step"),
+        "chunk_frames": cfg.chunk, "serve_chunk_frames": serve_chunk, "training_steps": state.get("step"),
         "chunks": [{"chunk": k + 1, **{key: mean(v) for key, v in m.items() if key not in ("count", "center")},
                     "count_accuracy": mean(m["count"]), "center_error_px": mean(m["center"])}
                    for k, m in enumerate(per_chunk)],
@@ -149,6 +165,8 @@ if __name__ == "__main__":
     p.add_argument("--chunks", type=int, default=4)
     p.add_argument("--given", type=int, default=4, help="true frames given before the first generated chunk")
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--serve-chunk", type=int, default=None,
+                   help="frames generated per chunk, 1..trained chunk (default: the manifest's chunk_frames in --out)")
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--context-t", type=int, default=None,
                    help="noise level of conditioning frames (default: the middle of the model's trained range)")

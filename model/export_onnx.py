@@ -88,15 +88,21 @@ def sha256(path):
     return h.hexdigest()
 
 
-def manifest(cfg, name, onnx_file, state, context_t=None):
+def manifest(cfg, name, onnx_file, state, context_t=None, serve_chunk=None):
     context_t = diffusion.default_context_t(cfg) if context_t is None else context_t
+    serve_chunk = serve_chunk or cfg.chunk
+    if not 1 <= serve_chunk <= cfg.chunk:
+        raise ValueError(f"serve_chunk must be 1..{cfg.chunk} (the trained chunk), got {serve_chunk}")
     return {
         "name": name,
         "format": 1,
         "onnx": os.path.basename(onnx_file),
         "onnx_sha256": sha256(onnx_file),
         "frame": {"channels": cfg.channels, "height": cfg.frame_size, "width": cfg.frame_size, "range": [-1, 1]},
-        "chunk_frames": cfg.chunk,
+        # Frames per chunk served. Temporal attention is causal, so a chunk of l <= the trained chunk
+        # is exactly the first l frames of a trained one.
+        "chunk_frames": serve_chunk,
+        "trained_chunk_frames": cfg.chunk,
         "p_max": cfg.p_max,
         "l_train": cfg.l_train,
         "depth": cfg.depth,
@@ -130,14 +136,15 @@ def main(args):
     model, state = load_checkpoint(args.ckpt) if args.ckpt else (ca2vdm.build(args.preset).eval(), {})
     os.makedirs(args.out, exist_ok=True)
     onnx_file = os.path.join(args.out, "step.onnx")
-    # Export and describe
-    export(model, onnx_file)
+    # Export and describe (--manifest-only: describe the graph already there, its bytes unchanged)
+    if not args.manifest_only:
+        export(model, onnx_file)
     import onnx
     onnx.checker.check_model(onnx.load(onnx_file))
     name = args.name or os.path.basename(os.path.normpath(args.out))
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
-        json.dump(manifest(model.cfg, name, onnx_file, state, args.context_t), f, indent=1)
-    print(f"wrote {onnx_file} ({os.path.getsize(onnx_file) / 1e6:.1f} MB) and manifest.json")
+        json.dump(manifest(model.cfg, name, onnx_file, state, args.context_t, args.serve_chunk), f, indent=1)
+    print(f"{'kept' if args.manifest_only else 'wrote'} {onnx_file} ({os.path.getsize(onnx_file) / 1e6:.1f} MB), wrote manifest.json")
 
 
 if __name__ == "__main__":
@@ -148,4 +155,8 @@ if __name__ == "__main__":
     p.add_argument("--name", default=None)
     p.add_argument("--context-t", type=int, default=None,
                    help="noise level of conditioning frames when served (default: the middle of the trained range)")
+    p.add_argument("--serve-chunk", type=int, default=None,
+                   help="frames per served chunk, 1..trained chunk (default: the trained chunk)")
+    p.add_argument("--manifest-only", action="store_true",
+                   help="rewrite manifest.json for the step.onnx already in --out (serving settings), not the graph")
     main(p.parse_args())

@@ -68,4 +68,10 @@ def test_manifest_describes_the_graph(model, tmp_path):
     assert m["context_t"] == 0 and m["training"]["context_noise"] == 0
     noisy_cfg = dataclasses.replace(model.cfg, context_noise=200)
     assert export_onnx.manifest(noisy_cfg, "tiny", str(onnx_file), {})["context_t"] == 100
+    # Serving length: the trained chunk by default; any shorter one on request, never a longer one.
+    assert m["chunk_frames"] == m["trained_chunk_frames"] == model.cfg.chunk
+    short = export_onnx.manifest(model.cfg, "tiny", str(onnx_file), {}, serve_chunk=model.cfg.chunk - 1)
+    assert (short["chunk_frames"], short["trained_chunk_frames"]) == (model.cfg.chunk - 1, model.cfg.chunk)
+    with pytest.raises(ValueError, match="serve_chunk"):
+        export_onnx.manifest(model.cfg, "tiny", str(onnx_file), {}, serve_chunk=model.cfg.chunk + 1)
     assert export_onnx.manifest(noisy_cfg, "tiny", str(onnx_file), {}, context_t=40)["context_t"] == 40

@@ -1,6 +1,7 @@
 import dataclasses
 import math
 
+import pytest
 import torch
 
 import ca2vdm
@@ -107,6 +108,28 @@ def test_batched_sampling_with_cache_equals_recompute(model):
     # The noise reaches the model: the same run conditioned on clean history differs.
     clean = diffusion.generate_batch(model, 8, [0, 2], init=init, steps=3, guidance=1.5, seed=4)
     assert not torch.allclose(a, clean, atol=1e-3)
+
+
+def test_a_shorter_served_chunk_is_the_start_of_a_trained_chunk(model):
+    """Temporal attention is causal, so l < the trained chunk frames after a window are exactly the
+    first l frames of a trained chunk there; sampling in such chunks keeps cache == recompute."""
+    c = model.cfg
+    l = c.chunk - 1
+    clean, noisy = _clip(model, c.l_train, seed=1), _clip(model, c.l_train, seed=2)
+    t = torch.full((2, c.l_train), 300.0)
+    label = torch.tensor([1, 3])
+    pred = ca2vdm.training_forward(model, clean, noisy, t, label, 5)
+    s = c.l_train - c.chunk                                 # the last trained chunk, after P_max frames
+    _, kv = model.step(clean[:, :s], torch.zeros(2, s), label, torch.tensor([5]), model.empty_cache(2))
+    out, _ = model.step(noisy[:, s:s + l], t[:, s:s + l], label, torch.tensor([5 + s]), model.cache_from_kv(kv))
+    assert torch.allclose(pred[:, s:s + l], out, atol=1e-5)
+    init = _clip(model, 4, batch=2).clamp(-1, 1)
+    a = diffusion.generate_batch(model, 7, [0, 2], init=init, steps=3, guidance=1.5, seed=4, chunk=l)
+    b = diffusion.generate_batch(model, 7, [0, 2], init=init, steps=3, guidance=1.5, seed=4, chunk=l, use_cache=False)
+    assert a.shape == (2, 7, 3, 32, 32)
+    assert torch.allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="chunk must be"):
+        diffusion.generate_batch(model, 4, [0], init=init[:1], steps=2, chunk=c.chunk + 1)
 
 
 def test_context_frames_noise_at_their_timestep():

@@ -70,7 +70,7 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
       ...(body.webhook !== undefined ? { webhook: body.webhook } : {}),
       webhook_events_filter: body.webhook_events_filter ?? [...WEBHOOK_EVENT_TYPES],
     },
-    model: { name: manifest.name, sha256: manifest.onnx_sha256 },
+    model: { name: manifest.name, sha256: manifest.onnx_sha256, chunk_frames: manifest.chunk_frames },
     progress: {
       chunks_done: 0,
       chunks_total: Math.ceil(body.frames / manifest.chunk_frames),

@@ -26,7 +26,13 @@ export const ManifestSchema = z
       width: posInt,
       range: z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo < hi, 'range must be [lo, hi] with lo < hi'),
     }),
+    /** Frames generated per chunk (and per task): the serving length. */
     chunk_frames: posInt,
+    /**
+     * The chunk length the model was trained on. Temporal attention is causal, so a chunk of l frames
+     * is exactly the first l frames of a trained chunk: a model serves any chunk_frames up to this.
+     */
+    trained_chunk_frames: posInt.optional(),
     p_max: posInt,
     l_train: posInt,
     depth: posInt,
@@ -83,6 +89,9 @@ export const ManifestSchema = z
     if (m.io.inputs.cache.length !== 2 * m.depth) fail('io', 'io.inputs.cache must name 2 * depth inputs (K and V of every layer)');
     // Cyclic positions: the window (P_max cached + one chunk) must fit in one period to stay distinct.
     if (m.l_train < m.p_max + m.chunk_frames) fail('l_train', 'l_train must be >= p_max + chunk_frames');
+    if (m.trained_chunk_frames !== undefined && m.chunk_frames > m.trained_chunk_frames) {
+      fail('chunk_frames', `chunk_frames must be <= trained_chunk_frames (${m.trained_chunk_frames}): later frames of a chunk were never trained`);
+    }
     const ac = m.schedule.alphas_cumprod;
     if (ac.length !== m.schedule.train_timesteps) fail('schedule', 'alphas_cumprod length must equal train_timesteps');
     // t counts noise up: a schedule that is not non-increasing is a mis-export, not a design choice.

@@ -37,6 +37,8 @@ export const JobModelSchema = z.object({
   name: z.string().min(1),
   /** SHA-256 of the ONNX file; cache segments carry it, so a model swap cannot reuse old K/V. */
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Frames per chunk the job is cut into; the same weights served in other chunks make another video. */
+  chunk_frames: z.int().positive().optional(),
 });
 
 export const JobProgressSchema = z.object({

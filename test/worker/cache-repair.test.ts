@@ -16,7 +16,8 @@ beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
 afterAll(async () => { await model.release(); });
 
 const geometry = { channels: 3, height: 32, width: 32, range: [-1, 1] as const };
-const FRAMES = 16; // 4 given + 4 chunks: the window of the last chunk holds the prefix and chunks 0-1
+// 4 given + 4 chunks: the window of the last chunk holds the prefix and chunks 0-1 (P_max 12, l <= 4)
+const CHUNKS = 4;
 
 /** Starting frames: a bright square on black, moving right. */
 function initPngs(): Buffer[] {
@@ -35,7 +36,8 @@ async function runJob(between: (dir: string, job: Job, k: number) => void = () =
   const calls = model.calls;
   const dir = tempDir();
   const stack = localStack(dir);
-  const job = await submitJob(stack, model.manifest, { id: 'repair', frames: FRAMES, steps: 2, seed: 5, initPngs: initPngs() });
+  const l = model.manifest.chunk_frames;
+  const job = await submitJob(stack, model.manifest, { id: 'repair', frames: CHUNKS * l, steps: 2, seed: 5, initPngs: initPngs() });
   const worker = new ChunkWorker({ ...stack, store: wrapStore(stack.store), model, waitSec: 0.2, windowMemoBytes: 0 });
   for (let k = 0; ; k++) {
     const outcome = await worker.processNext();
@@ -44,7 +46,7 @@ async function runJob(between: (dir: string, job: Job, k: number) => void = () =
   }
   await worker.close();
   const file = (key: string) => path.join(dir, 'store', ...key.split('/'));
-  const frames = async (chunk: number) => pngsToFrames(await Promise.all([0, 1, 2, 3].map(async (i) =>
+  const frames = async (chunk: number) => pngsToFrames(await Promise.all(Array.from({ length: l }, async (_, i) =>
     (await stack.store.get(frameKey(job.tenant, job.id, chunk, i)))!.body)), geometry);
   return { stack, job, file, frames, done: (await readJob(stack.store, job.tenant, job.id))!.job, modelCalls: model.calls - calls };
 }
@@ -62,7 +64,7 @@ describe('damaged cache segments', () => {
     const run = await runJob((dir, job, k) => { if (k === 0) rmSync(segmentFile(dir, job, 'prefix')); });
     expect(run.done.status).toBe('succeeded');
     expect(readFileSync(run.file(cacheSegmentKey(run.job.tenant, run.job.id, 'prefix'))).equals(original)).toBe(true);
-    for (let k = 0; k < 4; k++) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
+    for (let k = 0; k < CHUNKS; k++) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
   });
 
   it('rebuilds a corrupt chunk segment from its stored frames, after its own window', async () => {
@@ -75,7 +77,7 @@ describe('damaged cache segments', () => {
       writeFileSync(file, bytes);
     });
     expect(run.done.status).toBe('succeeded');
-    expect(run.done.progress.chunks_done).toBe(4);
+    expect(run.done.progress.chunks_done).toBe(CHUNKS);
     // The rewritten segment passes every check, and holds the K/V of chunk 0's (8-bit) frames: close
     // to the original's, which came from the same frames before rounding.
     const m = model.manifest;

@@ -18,18 +18,20 @@ describe('chunk step on the embedded store and queue', () => {
   it('makes a whole video chunk by chunk: segments, frames, outputs, progress, events', async () => {
     const stack = localStack(tempDir());
     const init = framesToPngs(new Float32Array(4 * 3 * 32 * 32).fill(-1), geometry());
-    const job = await submitJob(stack, model.manifest, { frames: 10, steps: 3, initPngs: init, webhook: 'https://example.com/hook' });
+    const l = model.manifest.chunk_frames;
+    const frames = 2 * l + 2;
+    const job = await submitJob(stack, model.manifest, { frames, steps: 3, initPngs: init, webhook: 'https://example.com/hook' });
     const events = await drain(stack);
     expect(events.map((e) => e.outcome)).toEqual(['computed', 'computed', 'finalized']);
     const done = (await readJob(stack.store, job.tenant, job.id))!.job;
     expect(done.status).toBe('succeeded');
-    expect(done.progress).toEqual({ chunks_done: 3, chunks_total: 3, frames_done: 10, frames_total: 10 });
+    expect(done.progress).toEqual({ chunks_done: 3, chunks_total: 3, frames_done: frames, frames_total: frames });
     expect(done.metrics.chunk_seconds).toHaveLength(3);
     // Segments for the starting frames and every chunk but the last (nothing reads that one).
     const keys = await stack.store.list(`jobs/${job.tenant}/${job.id}/cache/`);
     expect(keys.map((k) => path.basename(k))).toEqual(['000000.kv', '000001.kv', 'prefix.kv']);
-    // Only the 10 requested frames are kept: 4 + 4 + 2.
-    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(10);
+    // Only the requested frames are kept: l + l + 2.
+    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(frames);
     expect(await stack.store.head(frameKey(job.tenant, job.id, 2, 1))).not.toBeNull();
     expect(await stack.store.head(frameKey(job.tenant, job.id, 2, 2))).toBeNull();
     const mp4 = (await stack.store.get(videoKey(job.tenant, job.id)))!.body;
@@ -66,7 +68,8 @@ describe('chunk step on the embedded store and queue', () => {
     await submitJob(b, model.manifest, { id: 'same', frames: 8, steps: 3, seed: 11 });
     await submitJob(c, model.manifest, { id: 'same', frames: 8, steps: 3, seed: 12 });
     await Promise.all([drain(a), drain(b), drain(c)]);
-    const frame = async (s: typeof a) => (await s.store.get(frameKey(ja.tenant, 'same', 1, 3)))!.body;
+    const last = model.manifest.chunk_frames - 1;
+    const frame = async (s: typeof a) => (await s.store.get(frameKey(ja.tenant, 'same', 1, last)))!.body;
     expect((await frame(a)).equals(await frame(b))).toBe(true);
     expect((await frame(a)).equals(await frame(c))).toBe(false);
   });
@@ -90,6 +93,18 @@ describe('chunk step on the embedded store and queue', () => {
     const done = (await readJob(stack.store, job.tenant, job.id))!.job;
     expect(done.error).toMatchObject({ code: 'model_mismatch' });
     expect(done.error?.message).toContain(model.manifest.onnx_sha256);
+    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
+  });
+
+  it('fails a job accepted in chunks of another length instead of mixing two chunkings', async () => {
+    const stack = localStack(tempDir());
+    const job = await submitJob(stack, model.manifest, { frames: 8, steps: 2 });
+    const other = model.manifest.chunk_frames + 1;
+    await updateJob(stack.store, job.tenant, job.id, (j) => ({ ...j, model: { ...j.model, chunk_frames: other } }));
+    expect((await drain(stack)).map((e) => e.outcome)).toEqual(['failed']);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.error).toMatchObject({ code: 'model_mismatch' });
+    expect(done.error?.message).toContain(`chunks of ${other} frames`);
     expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
   });
 

@@ -40,7 +40,7 @@ const initPngs = framesToPngs(init, geometry);
 
 async function runJob(model: ModelSession) {
   const stack = localStack(tempDir());
-  const job = await submitJob(stack, model.manifest, { frames: 8, steps: 3, seed: 11, initPngs });
+  const job = await submitJob(stack, model.manifest, { frames: 2 * model.manifest.chunk_frames, steps: 3, seed: 11, initPngs });
   expect((await drainQueue(stack, model)).map((e) => e.outcome)).toEqual(['computed', 'finalized']);
   const segment = async (chunk: 'prefix' | number) => {
     const body = (await stack.store.get(cacheSegmentKey(job.tenant, job.id, chunk)))!.body;
@@ -49,7 +49,8 @@ async function runJob(model: ModelSession) {
       frameShape: [m.depth, 2, 2, m.tokens_per_frame, m.width] }).data;
   };
   const frame = async (chunk: number, i: number) => (await stack.store.get(frameKey(job.tenant, job.id, chunk, i)))!.body;
-  return { segment, frame };
+  const lastFrame = () => frame(1, model.manifest.chunk_frames - 1);
+  return { segment, lastFrame };
 }
 
 describe('context noise (manifest context_t)', () => {
@@ -82,8 +83,8 @@ describe('context noise (manifest context_t)', () => {
   it('changes the cache and so the video, and repeats exactly for the same job', async () => {
     const [a, b, base] = [await runJob(noisy), await runJob(noisy), await runJob(clean)];
     expect(maxDiff(await a.segment(0), await b.segment(0))).toBe(0);
-    expect((await a.frame(1, 3)).equals(await b.frame(1, 3))).toBe(true);
+    expect((await a.lastFrame()).equals(await b.lastFrame())).toBe(true);
     expect(maxDiff(await a.segment('prefix'), await base.segment('prefix'))).toBeGreaterThan(1e-2);
-    expect((await a.frame(1, 3)).equals(await base.frame(1, 3))).toBe(false);
+    expect((await a.lastFrame()).equals(await base.lastFrame())).toBe(false);
   });
 });

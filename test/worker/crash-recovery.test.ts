@@ -44,7 +44,8 @@ async function outputs(dataDir: string, job: Job): Promise<Map<string, Buffer>> 
 describe('a worker killed mid-job', () => {
   it('is restarted and finishes the same job with output identical to an uninterrupted run', async () => {
     const { manifest } = await loadManifest(MODEL_DIR);
-    const request = { id: 'crashjob', frames: 20, steps: 6, seed: 5, label: 2 };
+    const chunks = 5;
+    const request = { id: 'crashjob', frames: chunks * manifest.chunk_frames, steps: 6, seed: 5, label: 2 };
 
     // Reference: one uninterrupted worker process.
     const refDir = tempDir();
@@ -61,12 +62,12 @@ describe('a worker killed mid-job', () => {
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
     const killedAt = (await waitFor(job, dir, () => true)).progress.chunks_done;
-    expect(killedAt).toBeLessThan(5);
+    expect(killedAt).toBeLessThan(chunks);
     const second = startWorker(dir);
     const finished = await waitFor(job, dir, (j) => j.status === 'succeeded' || j.status === 'failed');
     second.kill('SIGTERM');
     expect(finished.status).toBe('succeeded');
-    expect(finished.progress.chunks_done).toBe(5);
+    expect(finished.progress.chunks_done).toBe(chunks);
 
     const [want, got] = await Promise.all([outputs(refDir, refJob), outputs(dir, job)]);
     expect([...got.keys()]).toEqual([...want.keys()]);

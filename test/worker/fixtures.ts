@@ -61,7 +61,7 @@ export async function submitJob(
       init_frames: { count: keys.length, keys }, webhook_events_filter: ['start', 'output', 'completed'],
       ...(opts.webhook ? { webhook: opts.webhook } : {}),
     },
-    model: { name: manifest.name, sha256: manifest.onnx_sha256 },
+    model: { name: manifest.name, sha256: manifest.onnx_sha256, chunk_frames: manifest.chunk_frames },
     progress: { chunks_done: 0, chunks_total: Math.ceil(frames / manifest.chunk_frames), frames_done: 0, frames_total: frames },
     created_at: now, updated_at: now, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false,
   };

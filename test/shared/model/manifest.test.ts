@@ -125,6 +125,12 @@ describe('loadManifest', () => {
     expect(parseManifest(manifest({ context_t: 120 })).context_t).toBe(120);
   });
 
+  it('serves chunks up to the trained length, never longer', async () => {
+    expect(parseManifest(manifest({ chunk_frames: 3, trained_chunk_frames: 4 })).chunk_frames).toBe(3);
+    expect(parseManifest(manifest({ chunk_frames: 4, trained_chunk_frames: 4 })).chunk_frames).toBe(4);
+    expect(await invalidIssues(manifest({ chunk_frames: 4, trained_chunk_frames: 3 }))).toMatch(/trained_chunk_frames \(3\)/);
+  });
+
   it('accepts unconditional models without guidance', () => {
     const m = parseManifest(manifest({ labels: [], null_label: undefined, guidance: { supported: false, default: 1 } }));
     expect(nullLabel(m)).toBeUndefined();
