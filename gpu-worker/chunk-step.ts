@@ -78,23 +78,26 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const P = window.frames;
   phases.mark('cache_read');
 
-  // 3. Denoise chunk k, every step attending to the same cache (cache sharing).
+  // 3. Denoise chunk k, every step attending to the same cache (cache sharing). The last chunk makes
+  //    only the frames the request keeps: with causal attention and the same noise, they are the
+  //    first frames of the full chunk, at a fraction of its cost.
   const l = plan.chunkFrames;
+  const keep = Math.min(l, plan.framesTotal - k * l);
   const clean = await denoise({
-    noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }),
+    noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }).subarray(0, keep * frameFloats(m)),
     steps: ddimSchedule(m.schedule.alphas_cumprod, job.request.steps),
     prediction: m.prediction,
     range: m.frame.range,
     guidance: plan.guided ? job.request.guidance : undefined,
     model: async (x, t, rows) => (await model.step(stepAfter(window, m, plan, firstFrame, x, t, rows), 'prediction')).prediction,
     signal,
-  }); // [l, C, H, W]
+  }); // [keep, C, H, W]
   phases.mark('denoise');
 
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk (with
   //    the manifest's context noise: over the lightly noised chunk, at t = context_t).
-  // 5. Frames of this chunk (only those inside the requested length), viewable while the job runs;
-  //    encoded and stored while the t = 0 pass runs on the model's threads.
+  // 5. Frames of this chunk, viewable while the job runs; encoded and stored while the t = 0 pass
+  //    runs on the model's threads.
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
@@ -102,8 +105,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
       deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
     : Promise.resolve();
-  const keep = Math.min(l, plan.framesTotal - k * l);
-  const pngs = framesToPngs(clean.subarray(0, keep * frameFloats(m)), geometry(m));
+  const pngs = framesToPngs(clean, geometry(m));
   await Promise.all([segment, ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' }))]);
   phases.mark('write');
 

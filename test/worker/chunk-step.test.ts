@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelSession } from '../../gpu-worker/model-session.js';
 import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
-import { framesToPngs } from '../../shared/media/png.js';
+import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
 import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 
 let model: ModelSession;
@@ -46,6 +46,32 @@ describe('chunk step on the embedded store and queue', () => {
       await stack.webhookQueue.delete(m.receiptHandle);
     }
     expect(types).toEqual(['start', 'output', 'output', 'output', 'completed']);
+  });
+
+  it('makes only the frames a short last chunk keeps, the same frames as a longer request', async () => {
+    const l = model.manifest.chunk_frames;
+    const framesSeen: number[] = [];
+    const step = model.step.bind(model);
+    model.step = (async (input: Parameters<typeof step>[0], fetch?: 'prediction' | 'kv') => {
+      if (fetch === 'prediction') framesSeen.push(input.frames);
+      return fetch ? step(input, fetch) : step(input);
+    }) as typeof model.step;
+    const short = localStack(tempDir()), full = localStack(tempDir());
+    try {
+      await submitJob(short, model.manifest, { id: 'v', frames: l + 1, steps: 3, seed: 9 });
+      await drain(short);
+    } finally {
+      model.step = step;
+    }
+    // Chunk 0 denoises l frames, chunk 1 (the last) only the one frame the request keeps.
+    expect(framesSeen).toEqual([...Array(3).fill(l), ...Array(3).fill(1)]);
+    await submitJob(full, model.manifest, { id: 'v', frames: 2 * l, steps: 3, seed: 9 });
+    await drain(full);
+    const frame = async (s: typeof short) => pngsToFrames([(await s.store.get(frameKey('tenant1', 'v', 1, 0)))!.body], geometry());
+    const [a, b] = [await frame(short), await frame(full)];
+    // Causal attention: the same frame up to float rounding (at most one 8-bit step after PNG).
+    expect(a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0)).toBeLessThanOrEqual(2 / 255 + 1e-6);
+    expect(await short.store.head(frameKey('tenant1', 'v', 1, 1))).toBeNull();
   });
 
   it('is idempotent: a redelivered task changes nothing and is deleted', async () => {
