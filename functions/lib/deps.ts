@@ -9,9 +9,12 @@ import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import { S3Store } from '../../shared/store/s3-store.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 
-/** Created once per Lambda container; tests mock them with aws-sdk-client-mock. */
-export const s3 = new S3Client({});
-export const sqs = new SQSClient({});
+/**
+ * Created once per Lambda container, on first use: the embedded stack imports the same handler
+ * modules and never makes an AWS client. Tests mock them with aws-sdk-client-mock.
+ */
+let clients: { s3: S3Client; sqs: SQSClient } | undefined;
+const client = () => (clients ??= { s3: new S3Client({}), sqs: new SQSClient({}) });
 
 function required(name: string): string {
   const v = process.env[name];
@@ -22,9 +25,9 @@ function required(name: string): string {
 let apiDeps: ApiDeps | undefined;
 
 export const aws = {
-  store: (): ObjectStore => new S3Store({ client: s3, bucket: required('BUCKET') }),
-  chunkQueue: (): TaskQueue => new SqsQueue({ client: sqs, queueUrl: required('CHUNK_QUEUE_URL') }),
-  webhookQueue: (): TaskQueue => new SqsQueue({ client: sqs, queueUrl: required('WEBHOOK_QUEUE_URL') }),
+  store: (): ObjectStore => new S3Store({ client: client().s3, bucket: required('BUCKET') }),
+  chunkQueue: (): TaskQueue => new SqsQueue({ client: client().sqs, queueUrl: required('CHUNK_QUEUE_URL') }),
+  webhookQueue: (): TaskQueue => new SqsQueue({ client: client().sqs, queueUrl: required('WEBHOOK_QUEUE_URL') }),
   /** API deps: S3 + the chunk queue + the manifest bundled at MODEL_MANIFEST_PATH (or MODEL_MANIFEST_JSON). */
   api(): ApiDeps {
     apiDeps ??= {
