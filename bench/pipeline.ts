@@ -148,7 +148,7 @@ const baselineChunkMedians = perChunkMedian((r) => r.baselineSeconds);
 const cachedSeconds = mean(runs.map((r) => r.total));
 const baselineSeconds = mean(runs.map((r) => r.baselineTotal));
 const overhead = (r: Run) => (r.total - r.modelSeconds) / r.total;
-const lastFull = Math.floor(FRAMES / l) - 1;
+const lastFull = Math.max(1, Math.floor(FRAMES / l) - 1);
 
 const cpu = os.cpus();
 const report = {

@@ -64,9 +64,6 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   if (job.model.sha256 !== m.onnx_sha256) {
     throw new ChunkFailure('model_mismatch', `job was accepted for model ${job.model.name} (${job.model.sha256}); this worker serves ${m.name} (${m.onnx_sha256})`);
   }
-  if (job.model.chunk_frames !== undefined && job.model.chunk_frames !== m.chunk_frames) {
-    throw new ChunkFailure('model_mismatch', `job was accepted in chunks of ${job.model.chunk_frames} frames; this worker serves chunks of ${m.chunk_frames}`);
-  }
   if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
   if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
 

@@ -17,7 +17,15 @@ export interface JobPlan {
 
 export function jobPlan(job: Job, m: Manifest): JobPlan {
   const { request } = job;
-  const chunkFrames = m.chunk_frames;
+  // A job is cut in the chunk length it was accepted with. Jobs from before that was recorded were
+  // accepted in the model's trained length, which every earlier manifest served. The same graph
+  // serves any length up to the trained one (causal attention), so a worker whose manifest serves
+  // another length still finishes the job as it began.
+  const chunkFrames = job.model.chunk_frames ?? m.trained_chunk_frames ?? m.chunk_frames;
+  const longest = m.trained_chunk_frames ?? m.chunk_frames;
+  if (chunkFrames > longest || m.p_max + chunkFrames > m.l_train) {
+    throw new ChunkFailure('model_mismatch', `job was accepted in chunks of ${chunkFrames} frames; this model serves at most ${longest}`);
+  }
   const initFrames = request.init_frames.count;
   if (initFrames > m.p_max) {
     throw new ChunkFailure('bad_request', `${initFrames} starting frames exceed the model's window of ${m.p_max}`);

@@ -106,7 +106,7 @@ def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, see
     kv = torch.zeros(0, cfg.depth, 2, rows, cfg.tokens, cfg.width, device=dev)   # frames-first K/V
     if use_cache and hist.shape[1]:
         kv = cache_write(model, ctx_hist.repeat(reps, 1, 1, 1, 1), lab, 0, t=context_t)
-    made, l = 0, chunk or cfg.chunk
+    made, l = 0, cfg.chunk if chunk is None else chunk
     if not 1 <= l <= cfg.chunk:                             # causal: l frames = the first l of a trained chunk
         raise ValueError(f"chunk must be 1..{cfg.chunk}, got {l}")
     while made < frames:

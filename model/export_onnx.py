@@ -90,7 +90,7 @@ def sha256(path):
 
 def manifest(cfg, name, onnx_file, state, context_t=None, serve_chunk=None):
     context_t = diffusion.default_context_t(cfg) if context_t is None else context_t
-    serve_chunk = serve_chunk or cfg.chunk
+    serve_chunk = cfg.chunk if serve_chunk is None else serve_chunk
     if not 1 <= serve_chunk <= cfg.chunk:
         raise ValueError(f"serve_chunk must be 1..{cfg.chunk} (the trained chunk), got {serve_chunk}")
     return {
@@ -133,6 +133,8 @@ def manifest(cfg, name, onnx_file, state, context_t=None, serve_chunk=None):
 
 def main(args):
     # Setup: model from the checkpoint
+    if args.manifest_only and not args.ckpt:
+        raise SystemExit("--manifest-only describes the graph of a checkpoint: give --ckpt")
     model, state = load_checkpoint(args.ckpt) if args.ckpt else (ca2vdm.build(args.preset).eval(), {})
     os.makedirs(args.out, exist_ok=True)
     onnx_file = os.path.join(args.out, "step.onnx")

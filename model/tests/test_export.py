@@ -72,6 +72,7 @@ def test_manifest_describes_the_graph(model, tmp_path):
     assert m["chunk_frames"] == m["trained_chunk_frames"] == model.cfg.chunk
     short = export_onnx.manifest(model.cfg, "tiny", str(onnx_file), {}, serve_chunk=model.cfg.chunk - 1)
     assert (short["chunk_frames"], short["trained_chunk_frames"]) == (model.cfg.chunk - 1, model.cfg.chunk)
-    with pytest.raises(ValueError, match="serve_chunk"):
-        export_onnx.manifest(model.cfg, "tiny", str(onnx_file), {}, serve_chunk=model.cfg.chunk + 1)
+    for bad in (0, model.cfg.chunk + 1):
+        with pytest.raises(ValueError, match="serve_chunk"):
+            export_onnx.manifest(model.cfg, "tiny", str(onnx_file), {}, serve_chunk=bad)
     assert export_onnx.manifest(noisy_cfg, "tiny", str(onnx_file), {}, context_t=40)["context_t"] == 40

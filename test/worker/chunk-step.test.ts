@@ -122,16 +122,30 @@ describe('chunk step on the embedded store and queue', () => {
     expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
   });
 
-  it('fails a job accepted in chunks of another length instead of mixing two chunkings', async () => {
-    const stack = localStack(tempDir());
-    const job = await submitJob(stack, model.manifest, { frames: 8, steps: 2 });
-    const other = model.manifest.chunk_frames + 1;
-    await updateJob(stack.store, job.tenant, job.id, (j) => ({ ...j, model: { ...j.model, chunk_frames: other } }));
-    expect((await drain(stack)).map((e) => e.outcome)).toEqual(['failed']);
-    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
-    expect(done.error).toMatchObject({ code: 'model_mismatch' });
-    expect(done.error?.message).toContain(`chunks of ${other} frames`);
-    expect(await stack.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(0);
+  it('finishes a job in the chunk length it was accepted with, and fails one longer than the model serves', async () => {
+    const m = model.manifest;
+    const trained = m.trained_chunk_frames ?? m.chunk_frames;
+    // A job from before jobs recorded their chunk length: accepted in the trained length.
+    const old = localStack(tempDir());
+    const job = await submitJob(old, m, { frames: 2 * trained, steps: 2 });
+    await updateJob(old.store, job.tenant, job.id, (j) => {
+      const { chunk_frames: _, ...model } = j.model;
+      return { ...j, model, progress: { ...j.progress, chunks_total: 2 } };
+    });
+    expect((await drain(old)).map((e) => e.outcome)).toEqual(['computed', 'finalized']);
+    const done = (await readJob(old.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(await old.store.list(`jobs/${job.tenant}/${job.id}/frames/`)).toHaveLength(2 * trained);
+    expect(await old.store.head(frameKey(job.tenant, job.id, 1, trained - 1))).not.toBeNull();
+    // Longer than the trained chunk: frames the model never learned to make together.
+    const long = localStack(tempDir());
+    const other = await submitJob(long, m, { frames: 8, steps: 2 });
+    await updateJob(long.store, other.tenant, other.id, (j) => ({ ...j, model: { ...j.model, chunk_frames: trained + 1 } }));
+    expect((await drain(long)).map((e) => e.outcome)).toEqual(['failed']);
+    const failed = (await readJob(long.store, other.tenant, other.id))!.job;
+    expect(failed.error).toMatchObject({ code: 'model_mismatch' });
+    expect(failed.error?.message).toContain(`chunks of ${trained + 1} frames`);
+    expect(await long.store.list(`jobs/${other.tenant}/${other.id}/frames/`)).toHaveLength(0);
   });
 
   it('fails a job whose starting frames exceed the model window', async () => {
