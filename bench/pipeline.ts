@@ -16,6 +16,7 @@ import { localAdapters } from '../gpu-worker/adapters.js';
 import { DEFAULT_API_CONFIG } from '../shared/api/config.js';
 import { createVideo } from '../shared/api/videos.js';
 import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
+import { framesOfChunk } from '../gpu-worker/job-plan.js';
 import { ModelSession } from '../gpu-worker/model-session.js';
 import { ChunkWorker } from '../gpu-worker/worker.js';
 import { PREFIX_CHUNK } from '../shared/cache/segment.js';
@@ -60,6 +61,7 @@ await model.step({ x: new Float32Array(2 * m.chunk_frames * frameFloats(m)), t: 
 // step. With `paired`, chunk k of the baseline runs right after chunk k of the pipeline, so a drift
 // in machine speed (shared hosts drift by tens of percent within a minute) hits both sides alike.
 const l = m.chunk_frames;
+const shape = { chunkFrames: l, framesTotal: FRAMES }; // how the pipeline cuts the video
 const ff = frameFloats(m);
 const schedule = ddimSchedule(m.schedule.alphas_cumprod, steps);
 
@@ -68,7 +70,7 @@ async function baselineChunk(k: number, history: Float32Array): Promise<Float32A
   const total = history.length / ff;
   const ctx = Math.min(total, m.p_max);
   const context = history.subarray((total - ctx) * ff);
-  const n = Math.min(l, FRAMES - k * l); // the last chunk makes only the frames kept, as the pipeline does
+  const n = framesOfChunk(shape, k); // the last chunk makes only the frames kept, as the pipeline does
   const F = ctx + n;
   const clean = await denoise({
     noise: gaussianNoise(l * ff, { seed: SEED, chunk: k }).subarray(0, n * ff), steps: schedule, prediction: m.prediction, range: m.frame.range, guidance,
@@ -178,7 +180,7 @@ const report = {
   // Flatness: the last chunk of full length (a shorter last chunk makes fewer frames) against the second.
   last_over_second_chunk: round(cachedChunkMedians[lastFull] / cachedChunkMedians[1], 2),
   last_over_second_chunk_each_run: runs.map((r) => round(r.chunkSeconds[lastFull] / r.chunkSeconds[1], 2)),
-  last_chunk_frames: FRAMES - (Math.ceil(FRAMES / l) - 1) * l,
+  last_chunk_frames: framesOfChunk(shape, Math.ceil(FRAMES / l) - 1),
   model_seconds: round(mean(runs.map((r) => r.modelSeconds))),
   overhead_fraction: round(sum(runs.map((r) => r.total - r.modelSeconds)) / sum(runs.map((r) => r.total)), 4),
   overhead_fraction_each_run: runs.map((r) => round(overhead(r), 4)),

@@ -25,7 +25,7 @@ import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, stepAfter, writeSegment } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
-import { geometry, jobPlan, type JobPlan } from './job-plan.js';
+import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
 import type { ModelSession } from './model-session.js';
 import type { WindowMemo } from './window-memo.js';
@@ -79,7 +79,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    only the frames the request keeps: with causal attention and the same noise, they are the
   //    first frames of the full chunk, at a fraction of its cost.
   const l = plan.chunkFrames;
-  const keep = Math.min(l, plan.framesTotal - k * l);
+  const keep = framesOfChunk(plan, k);
   const clean = await denoise({
     noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }).subarray(0, keep * frameFloats(m)),
     steps: ddimSchedule(m.schedule.alphas_cumprod, job.request.steps),

@@ -21,8 +21,8 @@ export function jobPlan(job: Job, m: Manifest): JobPlan {
   // accepted in the model's trained length, which every earlier manifest served. The same graph
   // serves any length up to the trained one (causal attention), so a worker whose manifest serves
   // another length still finishes the job as it began.
-  const chunkFrames = job.model.chunk_frames ?? m.trained_chunk_frames ?? m.chunk_frames;
   const longest = m.trained_chunk_frames ?? m.chunk_frames;
+  const chunkFrames = job.model.chunk_frames ?? longest;
   if (chunkFrames > longest || m.p_max + chunkFrames > m.l_train) {
     throw new ChunkFailure('model_mismatch', `job was accepted in chunks of ${chunkFrames} frames; this model serves at most ${longest}`);
   }
@@ -43,6 +43,11 @@ export function jobPlan(job: Job, m: Manifest): JobPlan {
     rows: guided ? 2 : 1,
     labels,
   };
+}
+
+/** Frames chunk k makes: the chunk length, or fewer for a last chunk that ends the video early. */
+export function framesOfChunk(plan: Pick<JobPlan, 'chunkFrames' | 'framesTotal'>, k: number): number {
+  return Math.min(plan.chunkFrames, plan.framesTotal - k * plan.chunkFrames);
 }
 
 function resolveLabel(label: number | string | undefined, m: Manifest): number | undefined {

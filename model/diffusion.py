@@ -90,6 +90,9 @@ def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, see
     `chunk` frames are made per chunk (default: the trained chunk; any shorter length serves too).
     Returns (N, frames, C, H, W)."""
     cfg = model.cfg
+    l = cfg.chunk if chunk is None else chunk
+    if not 1 <= l <= cfg.chunk:                             # causal: l frames = the first l of a trained chunk
+        raise ValueError(f"chunk must be 1..{cfg.chunk}, got {l}")
     dev = next(model.parameters()).device
     ab_all = cosine_alphas_cumprod().to(dev)
     ts = sample_timesteps(steps)
@@ -106,9 +109,7 @@ def generate_batch(model, frames, labels, init=None, steps=25, guidance=2.0, see
     kv = torch.zeros(0, cfg.depth, 2, rows, cfg.tokens, cfg.width, device=dev)   # frames-first K/V
     if use_cache and hist.shape[1]:
         kv = cache_write(model, ctx_hist.repeat(reps, 1, 1, 1, 1), lab, 0, t=context_t)
-    made, l = 0, cfg.chunk if chunk is None else chunk
-    if not 1 <= l <= cfg.chunk:                             # causal: l frames = the first l of a trained chunk
-        raise ValueError(f"chunk must be 1..{cfg.chunk}, got {l}")
+    made = 0
     while made < frames:
         start = hist.shape[1]                               # global index of the chunk's first frame
         x = torch.randn(n, l, *shape, generator=gen).to(dev)

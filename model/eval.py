@@ -98,9 +98,8 @@ def main(args):
     cfg = model.cfg
     context_t = diffusion.default_context_t(cfg) if args.context_t is None else args.context_t
     given, chunks = args.given, args.chunks
+    # Checked by generate_batch (1..the trained chunk) before any frame is made
     serve_chunk = next(c for c in (args.serve_chunk, manifest_chunk(args.out), cfg.chunk) if c is not None)
-    if not 1 <= serve_chunk <= cfg.chunk:
-        raise SystemExit(f"--serve-chunk must be 1..{cfg.chunk} (the trained chunk), got {serve_chunk}")
     n_new = chunks * cfg.chunk
     per_chunk = [dict(psnr=[], psnr_repeat_last=[], psnr_black=[], ssim=[], ssim_repeat_last=[],
                       count=[], center=[]) for _ in range(chunks)]

@@ -4,7 +4,7 @@ import { ModelSession } from '../../gpu-worker/model-session.js';
 import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
-import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir, watchingSteps } from './fixtures.js';
 
 let model: ModelSession;
 beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
@@ -51,18 +51,9 @@ describe('chunk step on the embedded store and queue', () => {
   it('makes only the frames a short last chunk keeps, the same frames as a longer request', async () => {
     const l = model.manifest.chunk_frames;
     const framesSeen: number[] = [];
-    const step = model.step.bind(model);
-    model.step = (async (input: Parameters<typeof step>[0], fetch?: 'prediction' | 'kv') => {
-      if (fetch === 'prediction') framesSeen.push(input.frames);
-      return fetch ? step(input, fetch) : step(input);
-    }) as typeof model.step;
     const short = localStack(tempDir()), full = localStack(tempDir());
-    try {
-      await submitJob(short, model.manifest, { id: 'v', frames: l + 1, steps: 3, seed: 9 });
-      await drain(short);
-    } finally {
-      model.step = step;
-    }
+    await submitJob(short, model.manifest, { id: 'v', frames: l + 1, steps: 3, seed: 9 });
+    await watchingSteps(model, (input, fetch) => { if (fetch === 'prediction') framesSeen.push(input.frames); }, () => drain(short));
     // Chunk 0 denoises l frames, chunk 1 (the last) only the one frame the request keeps.
     expect(framesSeen).toEqual([...Array(3).fill(l), ...Array(3).fill(1)]);
     await submitJob(full, model.manifest, { id: 'v', frames: 2 * l, steps: 3, seed: 9 });
@@ -129,8 +120,8 @@ describe('chunk step on the embedded store and queue', () => {
     const old = localStack(tempDir());
     const job = await submitJob(old, m, { frames: 2 * trained, steps: 2 });
     await updateJob(old.store, job.tenant, job.id, (j) => {
-      const { chunk_frames: _, ...model } = j.model;
-      return { ...j, model, progress: { ...j.progress, chunks_total: 2 } };
+      const { chunk_frames: _, ...accepted } = j.model;
+      return { ...j, model: accepted, progress: { ...j.progress, chunks_total: 2 } };
     });
     expect((await drain(old)).map((e) => e.outcome)).toEqual(['computed', 'finalized']);
     const done = (await readJob(old.store, job.tenant, job.id))!.job;

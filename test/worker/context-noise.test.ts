@@ -6,7 +6,7 @@ import { decodeSegment, PREFIX_CHUNK } from '../../shared/cache/segment.js';
 import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
 import { contextFrames } from '../../shared/sampler/context.js';
-import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir, watchingSteps } from './fixtures.js';
 
 const CONTEXT_T = 120;
 /** Largest difference of two float arrays (cheap to report, unlike a diff of a million values). */
@@ -67,16 +67,7 @@ describe('context noise (manifest context_t)', () => {
 
   it('runs every cache-write pass (starting frames and chunks) at t = context_t', async () => {
     const seen: number[][] = [];
-    const step = noisy.step.bind(noisy);
-    noisy.step = (async (input: Parameters<typeof step>[0], fetch?: 'prediction' | 'kv') => {
-      if (fetch === 'kv') seen.push([...new Set(input.t)]);
-      return fetch ? step(input, fetch) : step(input);
-    }) as typeof noisy.step;
-    try {
-      await runJob(noisy);
-    } finally {
-      noisy.step = step;
-    }
+    await watchingSteps(noisy, (input, fetch) => { if (fetch === 'kv') seen.push([...new Set(input.t)]); }, () => runJob(noisy));
     expect(seen).toEqual([[CONTEXT_T], [CONTEXT_T]]); // prefix, chunk 0 (the last chunk writes none)
   });
 

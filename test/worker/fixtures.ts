@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Adapters } from '../../gpu-worker/adapters.js';
-import type { ModelSession } from '../../gpu-worker/model-session.js';
+import type { ModelSession, StepFetch, StepInput } from '../../gpu-worker/model-session.js';
 import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
 import { createJob } from '../../shared/jobs/job-store.js';
 import { inputFrameKey } from '../../shared/keys.js';
@@ -24,6 +24,20 @@ export function localStack(dir: string) {
   const chunkQueue = new LocalQueue({ dir: path.join(dir, 'chunk-queue'), maxReceives: 5 });
   const webhookQueue = new LocalQueue({ dir: path.join(dir, 'webhook-queue') });
   return { store, chunkQueue, webhookQueue };
+}
+
+/** Runs `body` with every model call also shown to `seen` (its input and what it fetched, if not all). */
+export async function watchingSteps<T>(model: ModelSession, seen: (input: StepInput, fetch?: StepFetch) => void, body: () => Promise<T>): Promise<T> {
+  const step = model.step.bind(model);
+  model.step = ((input: StepInput, fetch?: StepFetch) => {
+    seen(input, fetch);
+    return fetch ? step(input, fetch) : step(input);
+  }) as typeof model.step;
+  try {
+    return await body();
+  } finally {
+    model.step = step;
+  }
 }
 
 /** Runs one worker until the queue has been idle for a moment; returns every task event. */
