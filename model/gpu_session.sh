@@ -2,7 +2,8 @@
 # The one device call of a session lent a GPU: four trainings share it, each handing its weights
 # back every minute (gpu_train.sh), and the call returns only when all have finished.
 #
-#   bash model/gpu_session.sh [minutes]          (default 8.5; writes under $OUT)
+#   bash model/gpu_session.sh [minutes]          (default 8.5; writes under $OUT; BATCH=64)
+#   A dry run here: OUT=/tmp/s PYTHON=/usr/bin/python3 BATCH=2 bash model/gpu_session.sh 0.05
 #
 # The open gate is the object count, lost from the second generated chunk on, when the model
 # conditions on its own frames (model/README.md, "Where the count is lost"). Three runs resume the
@@ -25,7 +26,7 @@ B=$!
 bash gpu_resume.sh "$MINUTES" "$OUT/p12ownctx" --own-history 0.5 --own-steps 8 --context-noise 200 \
   > "$OUT/p12ownctx.out" 2>&1 &
 C=$!
-bash gpu_train.sh "$OUT/p16ctx" --preset small --p-max 16 --chunk 4 --context-noise 200 --batch 64 --lr 8e-4 \
+bash gpu_train.sh "$OUT/p16ctx" --preset small --p-max 16 --chunk 4 --context-noise 200 --batch "${BATCH:-64}" --lr 8e-4 \
   --warmup 300 --minutes "$MINUTES" --log-every 200 --diag-every 2000 --compile > "$OUT/p16ctx.out" 2>&1 &
 D=$!
 for run in "p12ctx $A" "p12own $B" "p12ownctx $C" "p16ctx $D"; do
