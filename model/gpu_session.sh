@@ -5,7 +5,7 @@
 #   bash model/gpu_session.sh [minutes]          (default 8.5; writes under $OUT; BATCH=64)
 #   A dry run here: OUT=/tmp/s PYTHON=/usr/bin/python3 BATCH=2 bash model/gpu_session.sh 0.05
 #
-#   p16ctx: a new model with the wider window (P_max = 16, l = 4; the bench's >= 3x) and context
+#   p16ctx: a new model with the wider window (P_max = 16, l = 4: over 3x in chunks of 4) and context
 #           noise (conditioning frames noised at t ~ U[0, 200] in training) against drift.
 #   p16wctx: the shipped weights widened to P_max = 16 (train.py --widen-to: the temporal embedding
 #           keeps its harmonics, so training starts near the shipped model), with context noise.

@@ -243,7 +243,7 @@ def main(args):
             group["lr"] = lr
         clean, label = data.batch(args.batch, F, cfg.frame_size, g, device)       # (B, F, C, H, W)
         history = own_history(ema, clean, label, cfg, round(args.own_history * args.batch), args.own_steps,
-                              args.guidance, step) if args.own_history else clean
+                              args.own_guidance, step)
         drop = torch.rand(args.batch, generator=g, device=device) < args.label_dropout
         label = torch.where(drop, torch.full_like(label, cfg.num_labels), label)
         noisy, t, noise, ab = noised(clean, cfg, g, device, ab_all)               # t: (B, F)
@@ -294,7 +294,7 @@ def parser():
     p.add_argument("--own-history", type=float, default=0.0,
                    help="fraction of each batch whose middle chunks of history the EMA model generates itself")
     p.add_argument("--own-steps", type=int, default=8, help="DDIM steps of that generation")
-    p.add_argument("--guidance", type=float, default=2.0, help="guidance of that generation (as served)")
+    p.add_argument("--own-guidance", type=float, default=2.0, help="guidance of that generation (as served)")
     p.add_argument("--resume", default=None, help="ckpt.pt or ema_fp16.pt to continue from")
     p.add_argument("--resume-raw", default=None, help="model_fp16.pt (raw weights) with an fp16 --resume")
     p.add_argument("--fresh-optimizer", action="store_true")

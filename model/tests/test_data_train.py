@@ -191,10 +191,18 @@ def test_own_history_replaces_the_middle_chunks_with_the_models_continuation():
     assert train.own_history(model, clean, label, cfg, 0, steps=3, guidance=2.0, seed=7) is clean
 
 
-def test_own_history_trains(tmp_path):
-    """A run with --own-history takes its steps and logs a finite loss."""
+def test_own_history_trains(tmp_path, monkeypatch):
+    """A run with --own-history conditions on the mixed stream (half of each batch), takes its steps
+    and logs a finite loss."""
+    made, conditioned = [], []
+    own, noised = train.own_history, train.context_noised
+    monkeypatch.setattr(train, "own_history", lambda *a, **k: made.append((a[4], own(*a, **k))) or made[-1][1])
+    monkeypatch.setattr(train, "context_noised", lambda history, *a: conditioned.append(history) or noised(history, *a))
     train.main(train.parser().parse_args([
         "--preset", "test", "--out", str(tmp_path), "--minutes", "5", "--steps", "2", "--batch", "4",
         "--device", "cpu", "--fp32", "--log-every", "1", "--own-history", "0.5", "--own-steps", "2"]))
     recs = [json.loads(line) for line in open(tmp_path / "loss.jsonl")]
     assert [r["step"] for r in recs] == [1, 2] and all(r["loss"] == r["loss"] for r in recs)
+    assert [n for n, _ in made] == [2, 2]
+    steps = conditioned[-2:]   # (fixed_batch, for the gradient check, noises a clean batch first)
+    assert len(steps) == 2 and all(h is c for (_, h), c in zip(made, steps))   # each step conditions on the mixed stream
