@@ -108,8 +108,11 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
   const seconds = (performance.now() - started) / 1000;
+  let advanced = false;
   const updated = await updateJob(store, job.tenant, job.id, (j) => {
+    advanced = false;
     if (j.progress.chunks_done !== k || isTerminal(j.status)) return null;
+    advanced = true;
     const now = new Date().toISOString();
     j.status = 'processing';
     j.started_at ??= now;
@@ -119,7 +122,9 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
     return j;
   });
-  if (!updated) return 'skipped';
+  // Declined (the job ended meanwhile, or a duplicate recorded chunk k first and goes on from it):
+  // no event, no next task, no finalize from here.
+  if (!updated || !advanced) return 'skipped';
   job = updated.job;
   await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
   phases.mark('job_update');

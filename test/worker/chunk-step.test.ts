@@ -79,6 +79,31 @@ describe('chunk step on the embedded store and queue', () => {
     expect((await stack.store.get(frameKey(job.tenant, job.id, 1, 0)))!.etag).toBe(frame);
   });
 
+  it('does not finalize a job that failed while its last chunk was being made', async () => {
+    const stack = localStack(tempDir());
+    const l = model.manifest.chunk_frames;
+    const job = await submitJob(stack, model.manifest, { frames: l + 1, steps: 2 });
+    // The dead-letter handler fails the job while the last chunk denoises (its task ran too long).
+    const step = model.step.bind(model);
+    let failed = false;
+    model.step = (async (input: Parameters<typeof step>[0], fetch?: Parameters<typeof step>[1]) => {
+      if (input.frames === 1 && !failed) {
+        failed = true;
+        await updateJob(stack.store, job.tenant, job.id, (j) => ({ ...j, status: 'failed', error: { code: 'max_receives', message: 'dead-lettered' } }));
+      }
+      return fetch ? step(input, fetch) : step(input);
+    }) as typeof model.step;
+    let events;
+    try { events = await drain(stack); } finally { model.step = step; }
+    expect(failed).toBe(true);
+    expect(events.map((e) => e.outcome)).toEqual(['computed', 'skipped']);
+    const after = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(after.status).toBe('failed');
+    expect(after.progress.chunks_done).toBe(1);
+    expect(await stack.store.head(videoKey(job.tenant, job.id))).toBeNull();
+    expect(await stack.store.head(previewGifKey(job.tenant, job.id))).toBeNull();
+  });
+
   it('gives the same frames for the same seed, and other frames for another seed', async () => {
     const a = localStack(tempDir()), b = localStack(tempDir()), c = localStack(tempDir());
     const ja = await submitJob(a, model.manifest, { id: 'same', frames: 8, steps: 3, seed: 11 });
