@@ -87,7 +87,15 @@ export class ChunkWorker {
         await new Promise((r) => setTimeout(r, backoff));
         continue;
       }
-      for (const message of messages) await this.process(message);
+      for (const message of messages) {
+        // process() settles every task itself; this only keeps a broken store or queue (its
+        // lease protection, say) from ending the loop: the task is redelivered.
+        try {
+          await this.process(message);
+        } catch (error) {
+          log.error('chunk task left for redelivery', { error: String(error) });
+        }
+      }
     }
   }
 
@@ -101,7 +109,8 @@ export class ChunkWorker {
     const parsed = ChunkTaskSchema.safeParse(safeJson(message.body));
     if (!parsed.success) {
       log.error('malformed chunk task dropped', { body: message.body.slice(0, 200), error: parsed.error.message });
-      await this.opts.chunkQueue.delete(message.receiptHandle);
+      await this.opts.chunkQueue.delete(message.receiptHandle).catch((error) =>
+        log.warn('could not delete a malformed task; it comes back and is dropped again', { error: String(error) }));
       return 'failed';
     }
     const task = parsed.data;
@@ -125,10 +134,15 @@ export class ChunkWorker {
     } catch (err) {
       error = String(err);
       if (err instanceof ChunkFailure) {
-        outcome = 'failed';
-        await this.failJob(task, err);
-        await this.opts.chunkQueue.delete(message.receiptHandle);
-        log.error('job failed', { ...fields, code: err.code, error });
+        try {
+          await this.failJob(task, err);
+          await this.opts.chunkQueue.delete(message.receiptHandle);
+          outcome = 'failed';
+          log.error('job failed', { ...fields, code: err.code, error });
+        } catch (recordErr) {
+          // The failure is not recorded yet: leave the task, whose redelivery fails the job again.
+          log.error('could not record the job failure, will be retried', { ...fields, code: err.code, error: String(recordErr) });
+        }
       } else if (err instanceof OutOfOrderError) {
         log.warn('chunk out of order, left for redelivery', { ...fields, error });
       } else {
