@@ -19,9 +19,15 @@ export function framesToPngs(frames: Float32Array, g: FrameGeometry): Buffer[] {
  * alpha is ignored, and a colour image read as one channel uses BT.601 luma.
  */
 export function pngToFrame(png: Uint8Array, g: FrameGeometry): Float32Array {
+  // The size is checked from the header before decoding: pngjs allocates the whole image its
+  // header declares, so a small file that claims 16000 x 16000 would cost gigabytes.
+  const bytes = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+  if (bytes.length < 24 || bytes.toString('latin1', 12, 16) !== 'IHDR') throw new PngDecodeError();
+  const [width, height] = [bytes.readUInt32BE(16), bytes.readUInt32BE(20)];
+  if (width !== g.width || height !== g.height) throw new FrameSizeError(`${g.width}x${g.height}`, `${width}x${height}`);
   let img: PNG;
   try {
-    img = PNG.sync.read(Buffer.from(png.buffer, png.byteOffset, png.byteLength));
+    img = PNG.sync.read(bytes);
   } catch (cause) {
     throw new PngDecodeError({ cause });
   }

@@ -98,6 +98,14 @@ describe('png', () => {
     expect(() => pngToFrame(small, G)).toThrow(FrameSizeError);
     expect(() => frameCount(new Float32Array(100), G)).toThrow(FrameSizeError);
   });
+
+  it('rejects an image that claims a huge size from its header, before decoding it', () => {
+    // A real frame whose header now says 16000 x 16000: decoding would allocate about 1 GB.
+    const bomb = Buffer.from(framesToPngs(new Float32Array(3 * 32 * 32), G)[0]);
+    bomb.writeUInt32BE(16000, 16);
+    bomb.writeUInt32BE(16000, 20);
+    expect(() => pngToFrame(bomb, G)).toThrow(/16000x16000/);
+  });
 });
 
 describe('gif', () => {
