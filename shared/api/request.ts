@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SAFE_ID_PATTERN } from '../schemas/ids.js';
+import { WebhookUrlSchema } from '../schemas/job.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
 import type { Manifest } from '../model/manifest.js';
 import type { ApiConfig } from './config.js';
@@ -45,7 +46,7 @@ export function createVideoBodySchema(manifest: Manifest, config: ApiConfig) {
       )
       .max(maxInit)
       .optional(),
-    webhook: z.string().max(2048).optional(),
+    webhook: WebhookUrlSchema.optional(),
     webhook_events_filter: z
       .array(z.enum(WEBHOOK_EVENT_TYPES))
       .min(1)

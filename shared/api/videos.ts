@@ -51,6 +51,11 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
   if (key !== undefined) {
     const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
     if (replay) return replay;
+    // A client `id` already taken by a job made without that key: refuse before writing its inputs.
+    const taken = await readJob(store, ctx.tenant, id);
+    if (taken && taken.job.idempotency_key !== key) {
+      throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
+    }
   }
 
   const now = (deps.now?.() ?? new Date()).toISOString();

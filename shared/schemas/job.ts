@@ -16,6 +16,9 @@ export function isTerminal(status: JobStatus): boolean {
 const Count = z.int().nonnegative();
 
 /** The request as stored: validated and with defaults filled in by the API, so the worker assumes nothing. */
+/** A webhook URL as the job stores it (the create request checks the same, and SSRF rules besides). */
+export const WebhookUrlSchema = z.url({ protocol: /^https?$/ }).max(2048);
+
 export const JobRequestSchema = z.object({
   frames: z.int().positive(),
   /** Seeds the counter-based noise generator with (seed, chunk): same seed, same video. */
@@ -28,7 +31,7 @@ export const JobRequestSchema = z.object({
   init_frames: z
     .object({ count: Count, keys: z.array(z.string().min(1)) })
     .refine((v) => v.count === v.keys.length, { message: 'init_frames.count must equal keys.length' }),
-  webhook: z.url({ protocol: /^https?$/ }).optional(),
+  webhook: WebhookUrlSchema.optional(),
   webhook_events_filter: z.array(WebhookEventTypeSchema).default([...WEBHOOK_EVENT_TYPES]),
 });
 export type JobRequest = z.infer<typeof JobRequestSchema>;

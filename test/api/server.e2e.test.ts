@@ -4,7 +4,7 @@ import { ApiClientError, Ca2vdmClient } from '../../shared/api/client.js';
 import { createApiKey, ensureLocalApiKey } from '../../shared/auth/api-keys.js';
 import { updateJob } from '../../shared/jobs/job-store.js';
 import { ChunkTaskSchema } from '../../shared/schemas/chunk-task.js';
-import { chunkFramesKey, videoKey } from '../../shared/keys.js';
+import { chunkFramesKey, inputFrameKey, videoKey } from '../../shared/keys.js';
 import { pngBase64, tempStack, testConfig, testManifest, type TempStack } from './helpers.js';
 
 let stack: TempStack;
@@ -78,6 +78,7 @@ describe('POST /v1/videos', () => {
     ['init frame wrong size', `{"frames":8,"init_frames":["${pngBase64()}","${pngBase64(16, 16)}"]}`, 400, 'init_frames.1'],
     ['too many init frames', JSON.stringify({ frames: 8, init_frames: Array(13).fill(pngBase64()) }), 400, 'init_frames'],
     ['webhook not a URL', '{"frames":8,"webhook":"nope"}', 400, 'webhook'],
+    ['webhook URL without slashes', '{"frames":8,"webhook":"https:93.184.216.34/hook"}', 400, 'webhook'],
     ['webhook to a private address', '{"frames":8,"webhook":"http://10.0.0.1/hook"}', 400, 'webhook'],
     ['webhook to metadata', '{"frames":8,"webhook":"http://169.254.169.254/latest"}', 400, 'webhook'],
     ['webhook to mapped metadata', '{"frames":8,"webhook":"http://[::ffff:169.254.169.254]/"}', 400, 'webhook'],
@@ -112,6 +113,15 @@ describe('POST /v1/videos', () => {
     expect(d.id).toBe('my-video-1');
     expect((await client.createVideo({ frames: 8, id: 'my-video-1' })).id).toBe('my-video-1');
     await expect(client.createVideo({ frames: 4, id: 'my-video-1' })).rejects.toMatchObject({ status: 409 });
+  });
+
+  test('a client id already taken by a job made without it is a 409 that leaves its inputs alone', async () => {
+    const first = await client.createVideo({ frames: 8, init_frames: [pngBase64()] });
+    const before = (await stack.store.get(inputFrameKey('local', first.id, 0)))!.etag;
+    const res = await raw('POST', '/v1/videos', JSON.stringify({ frames: 6, id: first.id, init_frames: [pngBase64(32, 32, [0, 0, 255])] }));
+    expect(res.status).toBe(409);
+    expect(res.json.error?.field).toBe('id');
+    expect((await stack.store.get(inputFrameKey('local', first.id, 0)))!.etag).toBe(before);
   });
 });
 
