@@ -24,7 +24,12 @@ export function httpErrors(): middy.MiddlewareObj<HttpEvent, HttpResult, Error, 
 export function apiKeyAuth(getStore: () => ObjectStore): middy.MiddlewareObj<HttpEvent, HttpResult, Error, ApiContext> {
   const before = async (request: Request) => {
     const bearer = /^Bearer\s+(\S+)$/i.exec(header(request.event, 'authorization') ?? '')?.[1];
-    const key = bearer ?? header(request.event, 'x-api-key');
+    const xApiKey = header(request.event, 'x-api-key');
+    // Both may come (API Gateway meters the x-api-key one): they must name the same key.
+    if (bearer !== undefined && xApiKey !== undefined && bearer !== xApiKey) {
+      throw new UnauthorizedError('Authorization and x-api-key carry different API keys', 'authorization');
+    }
+    const key = bearer ?? xApiKey;
     if (!key) throw new UnauthorizedError('missing API key: send Authorization: Bearer <key>', 'authorization');
     const tenant = await resolveApiKey(getStore(), key);
     if (!tenant) throw new UnauthorizedError('unknown API key', 'authorization');

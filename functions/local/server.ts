@@ -80,7 +80,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     const r = matching.find((m) => m.method === req.method);
     if (!r) throw new MethodNotAllowedError(`${req.method} is not allowed on ${path}`, 'method');
     const m = r.pattern.exec(path)!;
-    const pathParameters = Object.fromEntries(r.params.map((p, i) => [p, decodeURIComponent(m[i + 1])]));
+    const pathParameters = Object.fromEntries(r.params.map((p, i) => [p, decodePathPart(m[i + 1], path)]));
     const body = await readBody(req, opts.config.maxBodyBytes);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
@@ -149,4 +149,13 @@ function send(res: http.ServerResponse, result: HttpResult): void {
   headers['content-length'] = body.length;
   res.writeHead(result.statusCode, headers);
   res.end(body);
+}
+
+/** A path segment, percent-decoded; a malformed escape (`%ZZ`) names no resource: 404. */
+function decodePathPart(part: string, path: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new RouteNotFoundError(`no route ${path}`, 'path');
+  }
 }

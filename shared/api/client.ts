@@ -105,7 +105,8 @@ export class Ca2vdmClient {
   }
 
   private authHeaders(): Record<string, string> {
-    return { authorization: `Bearer ${this.opts.apiKey}` };
+    // Both forms: API Gateway's usage plans read `x-api-key`; the handlers take either.
+    return { authorization: `Bearer ${this.opts.apiKey}`, 'x-api-key': this.opts.apiKey };
   }
 
   private async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {

@@ -128,6 +128,15 @@ describe('POST /v1/videos', () => {
 describe('auth and tenancy', () => {
   test('no key or an unknown key is a 401', async () => {
     expect((await fetch(`${server.url}/v1/videos`)).status).toBe(401);
+    // Both headers may come (the client sends both, for API Gateway's usage plans); they must agree.
+    expect((await raw('GET', '/v1/videos', undefined, { 'x-api-key': key })).status).toBe(200);
+    const mixed = await raw('GET', '/v1/videos', undefined, { 'x-api-key': await createApiKey(stack.store, 'other-tenant') });
+    expect(mixed.status).toBe(401);
+    expect(mixed.json.error?.message).toMatch(/different API keys/);
+    const sent: Headers[] = [];
+    const spy = new Ca2vdmClient({ baseUrl: server.url, apiKey: key, fetch: (u, init) => { sent.push(new Headers(init?.headers)); return fetch(u, init); } });
+    await spy.listVideos();
+    expect([sent[0].get('authorization'), sent[0].get('x-api-key')]).toEqual([`Bearer ${key}`, key]);
     const res = await raw('GET', '/v1/videos', undefined, { authorization: 'Bearer c2v_nope' });
     expect(res.status).toBe(401);
     expect(res.json.error?.code).toBe('unauthorized');
@@ -151,6 +160,7 @@ describe('auth and tenancy', () => {
     await expect(client.getVideo('vid_doesnotexist')).rejects.toMatchObject({ status: 404, field: 'id' });
     await expect(client.getVideo('..%2F..%2Fetc')).rejects.toMatchObject({ status: 404 });
     expect((await raw('GET', '/v2/nothing')).status).toBe(404);
+    expect((await raw('GET', '/v1/videos/%ZZ')).status).toBe(404);
     expect((await raw('DELETE', '/v1/videos')).status).toBe(405);
   });
 });
