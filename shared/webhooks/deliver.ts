@@ -1,3 +1,4 @@
+import { DEFAULT_API_CONFIG } from '../api/config.js';
 import { renderJob } from '../api/render.js';
 import { webhookFailureKey } from '../api/keys.js';
 import type { WebhookFailure } from '../api/render.js';
@@ -27,6 +28,11 @@ export interface DeliveryDeps {
   policy: WebhookUrlPolicy;
   /** Base URL of the API for links in the body (embedded mode; S3 presigns). */
   baseUrl?: string;
+  /**
+   * Lifetime of the presigned links in the body (default: the API's, 1 h). A link signed with a
+   * function role's temporary credentials dies with them, so a day-long expiry would be a promise
+   * the link cannot keep; a receiver fetches the job again for fresh links.
+   */
   presignExpirySec?: number;
   /** Where an event goes after its last try, for operators (AWS: the webhook DLQ). */
   deadLetterQueue?: TaskQueue;
@@ -87,7 +93,7 @@ export async function processWebhookMessage(deps: DeliveryDeps, body: string): P
   const data = await renderJob(job, {
     store: deps.store,
     baseUrl: deps.baseUrl ?? '',
-    presignExpirySec: deps.presignExpirySec ?? 86_400,
+    presignExpirySec: deps.presignExpirySec ?? DEFAULT_API_CONFIG.presignExpirySec,
     now: () => now,
   });
   const timestamp = Math.floor(now.getTime() / 1000);

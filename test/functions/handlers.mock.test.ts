@@ -163,19 +163,24 @@ describe('deliver-webhook', () => {
     const { makeDeliverWebhookHandler } = await import('../../functions/deliver-webhook.js');
     s3.on(GetObjectCommand, { Key: webhookSecretKey('t1') }).resolves(body({ secret: 'whsec_c2VjcmV0', created_at: '2030-01-01T00:00:00.000Z' }));
     const posted: string[] = [];
+    const sentBodies: { timestamp: string; data: { urls_expire_at: string } }[] = [];
     const handler = makeDeliverWebhookHandler(() => ({
       store: new S3Store({ client: new S3Client({}), bucket: 'bucket' }),
       webhookQueue: new SqsQueue({ client: new SQSClient({}), queueUrl: WEBHOOK_QUEUE }),
       policy: { requireHttps: true, allowLoopback: false },
       resolve: async () => [{ address: '93.184.216.34', family: 4 }],
       random: () => 0,
-      post: async (_url, headers) => {
+      post: async (_url, headers, text) => {
         posted.push(headers['webhook-id']);
+        sentBodies.push(JSON.parse(text));
         return { status: headers['webhook-id'] === 'msg_ok' ? 200 : 500 };
       },
     }));
     const out = (await handler(sqsEvent([event('msg_ok'), event('msg_retry'), '{"not":"json"']), lambdaContext())) as SQSBatchResponse;
     expect(posted.sort()).toEqual(['msg_ok', 'msg_retry']);
+    // Links as long-lived as the API's (1 h), which a role's temporary credentials can honour.
+    const { timestamp, data } = sentBodies[0];
+    expect(Date.parse(data.urls_expire_at) - Date.parse(timestamp)).toBe(3600 * 1000);
     expect(out.batchItemFailures).toEqual([]); // unreadable messages are logged and dropped, not retried forever
     expect(sqs).toHaveReceivedCommandWith(SendMessageCommand, { QueueUrl: WEBHOOK_QUEUE, DelaySeconds: 5 });
     const retry = JSON.parse(sqs.commandCalls(SendMessageCommand)[0].args[0].input.MessageBody!);
