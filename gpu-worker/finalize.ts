@@ -3,7 +3,7 @@ import { frameKey, previewGifKey, videoKey } from '../shared/keys.js';
 import { encodeGif } from '../shared/media/gif.js';
 import { encodeMp4 } from '../shared/media/mp4.js';
 import { pngsToFrames } from '../shared/media/png.js';
-import type { Job } from '../shared/schemas/job.js';
+import { isTerminal, type Job } from '../shared/schemas/job.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import type { ChunkDeps } from './chunk-step.js';
 import { ChunkFailure } from './errors.js';
@@ -32,7 +32,7 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
     store.put(gif, preview, { contentType: 'image/gif' }),
   ]);
   const updated = await updateJob(store, job.tenant, job.id, (j) => {
-    if (j.status === 'succeeded' || j.status === 'failed' || j.status === 'canceled') return null;
+    if (isTerminal(j.status)) return null;
     const now = new Date();
     j.status = 'succeeded';
     j.outputs = { video, gif };

@@ -19,8 +19,9 @@ export function framesToPngs(frames: Float32Array, g: FrameGeometry): Buffer[] {
  * alpha is ignored, and a colour image read as one channel uses BT.601 luma.
  */
 export function pngToFrame(png: Uint8Array, g: FrameGeometry): Float32Array {
-  // The size is checked from the header before decoding: pngjs allocates the whole image its
-  // header declares, so a small file that claims 16000 x 16000 would cost gigabytes.
+  // The size is checked from the header (IHDR, the first chunk, which is what pngjs decodes by)
+  // before decoding: pngjs allocates the whole image the header declares, so a small file that
+  // claims 16000 x 16000 would cost gigabytes.
   const bytes = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
   if (bytes.length < 24 || bytes.toString('latin1', 12, 16) !== 'IHDR') throw new PngDecodeError();
   const [width, height] = [bytes.readUInt32BE(16), bytes.readUInt32BE(20)];
@@ -30,9 +31,6 @@ export function pngToFrame(png: Uint8Array, g: FrameGeometry): Float32Array {
     img = PNG.sync.read(bytes);
   } catch (cause) {
     throw new PngDecodeError({ cause });
-  }
-  if (img.width !== g.width || img.height !== g.height) {
-    throw new FrameSizeError(`${g.width}x${g.height}`, `${img.width}x${img.height}`);
   }
   const [lo, hi] = g.range;
   const plane = g.width * g.height;
