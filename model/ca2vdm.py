@@ -98,9 +98,10 @@ class LabelEmbedder(nn.Module):
 # Attention
 # --------------------------------------------------------------------------------------------
 
-def attention(q, k, v, mask=None):
-    """softmax(q k^T / sqrt(d)) v with an optional boolean mask (True = may attend)."""
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+def attention(q, k, v, head_dim, mask=None):
+    """softmax(q k^T / sqrt(head_dim)) v with an optional boolean mask (True = may attend).
+    head_dim comes from the config, not from q's shape, so an exported graph holds no traced size."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(head_dim)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(-1) @ v
@@ -117,7 +118,7 @@ class SpatialAttention(nn.Module):
     def forward(self, x):                                  # x: (B, F, N, D)
         B, F, N, D = x.shape
         qkv = self.qkv(x).reshape(B * F, N, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4)
-        out = attention(qkv[0], qkv[1], qkv[2])            # (BF, H, N, hd)
+        out = attention(qkv[0], qkv[1], qkv[2], self.hd)   # (BF, H, N, hd)
         return self.proj(out.transpose(1, 2).reshape(B, F, N, D))
 
 

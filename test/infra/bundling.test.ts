@@ -37,7 +37,7 @@ describe.skipIf(missing.length > 0)('real synthesis with esbuild bundling', () =
     expect(images).toHaveLength(1);
     expect(images[0].source.dockerFile).toBe('gpu-worker/Dockerfile');
     const context = path.join(assembly.directory, images[0].source.directory);
-    expect(fs.readdirSync(context).sort()).toEqual(['.npmrc', 'gpu-worker', 'model', 'package-lock.json', 'package.json', 'shared', 'tsconfig.json']);
+    expect(fs.readdirSync(context).sort()).toEqual(['gpu-worker', 'model', 'package-lock.json', 'package.json', 'shared', 'tsconfig.json']);
     expect(fs.existsSync(path.join(context, 'model', 'artifacts', DEFAULT_CONFIG.modelName, 'step.onnx'))).toBe(true);
   }, 300_000);
 });
