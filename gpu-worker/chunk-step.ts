@@ -11,7 +11,8 @@
 import { advanceCacheWindow } from '../shared/cache/assemble.js';
 import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
-import { cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
+import { cacheSegmentKey, frameKey, inputFrameKey, streamSegmentKey } from '../shared/keys.js';
+import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
 import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
@@ -102,8 +103,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
       deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
     : Promise.resolve();
+  //    The chunk is also one HLS media segment, so a viewer can watch the video as it grows
+  //    (ffmpeg encodes it in its own process meanwhile).
+  const stream = encodeTsSegment(clean, geometry(m), { startFrame: k * l, signal })
+    .then((ts) => store.put(streamSegmentKey(job.tenant, job.id, k), ts, { contentType: TS_SEGMENT_TYPE }));
   const pngs = framesToPngs(clean, geometry(m));
-  await Promise.all([segment, ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' }))]);
+  await Promise.all([segment, stream, ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' }))]);
   phases.mark('write');
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.

@@ -76,6 +76,15 @@ export function frameKey(tenant: string, job: string, chunk: number, index: numb
   return `${framesPrefix(tenant, job)}${pad(chunk, 6, MAX_CHUNK_INDEX)}-${pad(index, 3, 999)}.${safeExt(ext)}`;
 }
 
+export function streamPrefix(tenant: string, job: string): string {
+  return `${jobPrefix(tenant, job)}stream/`;
+}
+
+/** `stream/{k:06}.ts`: chunk k as one HLS media segment (MPEG-TS), for playback while the job runs. */
+export function streamSegmentKey(tenant: string, job: string, chunk: number): string {
+  return `${streamPrefix(tenant, job)}${pad(chunk, 6, MAX_CHUNK_INDEX)}.ts`;
+}
+
 export function videoKey(tenant: string, job: string): string {
   return `${jobPrefix(tenant, job)}output/video.mp4`;
 }

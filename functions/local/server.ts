@@ -12,6 +12,7 @@ import { makeCancelVideoHandler } from '../cancel-video.js';
 import { makeCreateVideoHandler } from '../create-video.js';
 import { makeGetVideoFileHandler } from '../get-video-file.js';
 import { makeGetVideoHandler } from '../get-video.js';
+import { makeGetVideoStreamHandler } from '../get-video-stream.js';
 import { errorResponse, type HttpResult } from '../lib/http.js';
 import { makeListVideosHandler } from '../list-videos.js';
 import { makeWebhookSecretHandler } from '../webhook-secret.js';
@@ -48,7 +49,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     const params: string[] = [];
     const pattern = new RegExp(
       '^' +
-        path.replace(/\{(\w+)(\+?)\}/g, (_, name: string, greedy: string) => {
+        path.replaceAll('.', '\\.').replace(/\{(\w+)(\+?)\}/g, (_, name: string, greedy: string) => {
           params.push(name);
           return greedy ? '(.+)' : '([^/]+)';
         }) +
@@ -61,6 +62,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     route('GET', '/v1/videos', makeListVideosHandler(getDeps)),
     route('GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)),
     route('POST', '/v1/videos/{id}/cancel', makeCancelVideoHandler(getDeps)),
+    route('GET', '/v1/videos/{id}/stream.m3u8', makeGetVideoStreamHandler(getDeps)),
     route('GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)),
     route('GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)),
   ];

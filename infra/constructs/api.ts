@@ -15,6 +15,7 @@ import type { PrefixGrant, Storage } from './storage.js';
 export const FUNCTION_ENTRIES = {
   createVideo: 'functions/create-video.ts',
   getVideo: 'functions/get-video.ts',
+  getVideoStream: 'functions/get-video-stream.ts',
   listVideos: 'functions/list-videos.ts',
   cancelVideo: 'functions/cancel-video.ts',
   webhookSecret: 'functions/webhook-secret.ts',
@@ -40,6 +41,7 @@ const WEBHOOK_FAILURES = 'jobs/*/*/webhooks/*';
 const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
   createVideo: { read: [API_KEYS, JOBS], write: [JOBS, INDEX] },
   getVideo: { read: [API_KEYS, JOBS] },
+  getVideoStream: { read: [API_KEYS, JOBS] },
   listVideos: { read: [API_KEYS, JOBS, INDEX] },
   cancelVideo: { read: [API_KEYS, JOBS], write: [JOBS] },
   webhookSecret: { read: [API_KEYS, TENANTS], write: [TENANTS] },
@@ -150,6 +152,7 @@ export class Api extends Construct {
       // More memory = more CPU for decoding and checking the starting PNG frames.
       createVideo: make('createVideo', { ...http, memorySize: 1024 }),
       getVideo: make('getVideo', http),
+      getVideoStream: make('getVideoStream', http),
       listVideos: make('listVideos', http),
       cancelVideo: make('cancelVideo', http),
       webhookSecret: make('webhookSecret', http),
@@ -220,6 +223,10 @@ export class Api extends Construct {
     const video = videos.addResource('{id}');
     const idParam = { 'method.request.path.id': true };
     video.addMethod('GET', integrate(f.getVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
+    // API Gateway path parts are whole segments, so the playlist's resource is the literal `stream.m3u8`.
+    video
+      .addResource('stream.m3u8')
+      .addMethod('GET', integrate(f.getVideoStream), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
     video
       .addResource('cancel')
       .addMethod('POST', integrate(f.cancelVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });

@@ -56,7 +56,8 @@ export interface PublicJob {
   urls_expire_at: string | null;
   error: Job['error'] | null;
   cancel_requested: boolean;
-  urls: { get: string; cancel: string };
+  /** `stream`: the HLS playlist, which grows by one segment per finished chunk while the job runs. */
+  urls: { get: string; cancel: string; stream: string };
   webhook_failures?: WebhookFailure[];
 }
 
@@ -64,7 +65,11 @@ export interface PublicJob {
 export type PublicJobSummary = Omit<PublicJob, 'output' | 'urls_expire_at' | 'webhook_failures'>;
 
 export function jobUrls(baseUrl: string, id: string): PublicJob['urls'] {
-  return { get: `${baseUrl}/v1/videos/${id}`, cancel: `${baseUrl}/v1/videos/${id}/cancel` };
+  return {
+    get: `${baseUrl}/v1/videos/${id}`,
+    cancel: `${baseUrl}/v1/videos/${id}/cancel`,
+    stream: `${baseUrl}/v1/videos/${id}/stream.m3u8`,
+  };
 }
 
 export function summarizeJob(job: Job, baseUrl: string): PublicJobSummary {
@@ -95,14 +100,19 @@ export function summarizeJob(job: Job, baseUrl: string): PublicJobSummary {
   };
 }
 
+/** A link to one of the job's objects: presigned by the store (S3), else served by the API's files route. */
+export function outputLink(job: Job, ctx: RenderContext): (key: string) => Promise<string> {
+  const prefix = jobPrefix(job.tenant, job.id);
+  return (key) =>
+    ctx.store.presignGet
+      ? ctx.store.presignGet(key, ctx.presignExpirySec)
+      : Promise.resolve(`${ctx.baseUrl}/v1/videos/${job.id}/files/${key.slice(prefix.length)}`);
+}
+
 /** The full public view: output links (presigned or API-served), finished chunks' frames, webhook failures. */
 export async function renderJob(job: Job, ctx: RenderContext): Promise<PublicJob> {
   const { store, baseUrl, presignExpirySec } = ctx;
-  const prefix = jobPrefix(job.tenant, job.id);
-  const link = (key: string) =>
-    store.presignGet
-      ? store.presignGet(key, presignExpirySec)
-      : Promise.resolve(`${baseUrl}/v1/videos/${job.id}/files/${key.slice(prefix.length)}`);
+  const link = outputLink(job, ctx);
 
   const [frameKeys, failureKeys] = await Promise.all([
     store.list(framesPrefix(job.tenant, job.id)),

@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { inputFrameKey, isSafeId, jobPrefix } from '../keys.js';
+import { inputFrameKey, isSafeId, jobPrefix, streamPrefix, streamSegmentKey } from '../keys.js';
+import { renderPlaylist, TS_SEGMENT_TYPE } from '../media/hls.js';
+import { VIDEO_FPS } from '../media/mp4.js';
 import { createJob, readJob, updateJob } from '../jobs/job-store.js';
 import { FrameSizeError, PngDecodeError } from '../media/errors.js';
 import { pngToFrame } from '../media/png.js';
@@ -13,7 +15,7 @@ import { getOrCreateWebhookSecret } from '../webhooks/secrets.js';
 import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
 import { IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
 import { jobIndexKey, jobIndexPrefix, parseJobIndexKey } from './keys.js';
-import { renderJob, summarizeJob, type PublicJob, type PublicJobSummary } from './render.js';
+import { outputLink, renderJob, summarizeJob, type PublicJob, type PublicJobSummary } from './render.js';
 import { createVideoBodySchema, parseCreateVideoBody, resolveLabel, type CreateVideoBody } from './request.js';
 import type { ApiDeps, CallContext } from './types.js';
 
@@ -277,6 +279,30 @@ export async function cancelVideo(deps: ApiDeps, ctx: CallContext, id: string): 
   return { job: summarizeJob(job, ctx.baseUrl), cancel_requested: !isTerminal(job.status) && job.cancel_requested, detail };
 }
 
+/**
+ * The job's HLS playlist: one segment per recorded chunk, in order (links presigned or API-served,
+ * like the other outputs), and `#EXT-X-ENDLIST` once the job has ended. A segment is written before
+ * its chunk is recorded, so a listed segment always exists; a job made before segments existed,
+ * or one whose segment went missing, lists the chunks before the first gap.
+ */
+export async function getVideoStream(deps: ApiDeps, ctx: CallContext, id: string): Promise<string> {
+  const job = await loadJob(deps, ctx.tenant, id);
+  const stored = new Set(await deps.store.list(streamPrefix(job.tenant, job.id)));
+  const chunkFrames = job.model.chunk_frames ?? deps.manifest.chunk_frames;
+  const link = outputLink(job, { store: deps.store, baseUrl: ctx.baseUrl, presignExpirySec: deps.config.presignExpirySec });
+  const keys: string[] = [];
+  for (let k = 0; k < job.progress.chunks_done; k++) {
+    const key = streamSegmentKey(job.tenant, job.id, k);
+    if (!stored.has(key)) break;
+    keys.push(key);
+  }
+  const entries = await Promise.all(keys.map(async (key, k) => ({
+    duration: Math.min(chunkFrames, job.progress.frames_total - k * chunkFrames) / VIDEO_FPS,
+    uri: await link(key),
+  })));
+  return renderPlaylist(entries, { ended: isTerminal(job.status), targetDuration: chunkFrames / VIDEO_FPS });
+}
+
 /** The tenant's webhook signing secret (`whsec_...`), created on first use. */
 export async function getWebhookSecret(deps: Pick<ApiDeps, 'store'>, ctx: Pick<CallContext, 'tenant'>): Promise<{ key: string }> {
   return { key: await getOrCreateWebhookSecret(deps.store, ctx.tenant) };
@@ -290,12 +316,12 @@ export async function getVideoFile(
   relPath: string,
 ): Promise<{ body: Buffer; contentType: string }> {
   await loadJob(deps, ctx.tenant, id);
-  if (!/^(output\/(video\.mp4|preview\.gif)|frames\/\d{6}(-\d{3})?\.[a-z0-9]{1,8})$/.test(relPath)) {
+  if (!/^(output\/(video\.mp4|preview\.gif)|frames\/\d{6}(-\d{3})?\.[a-z0-9]{1,8}|stream\/\d{6}\.ts)$/.test(relPath)) {
     throw new NotFoundError(`no file ${JSON.stringify(relPath.slice(0, 80))}`, 'path');
   }
   const obj = await deps.store.get(jobPrefix(ctx.tenant, id) + relPath);
   if (!obj) throw new NotFoundError(`no file ${relPath} (yet)`, 'path');
   const ext = relPath.slice(relPath.lastIndexOf('.') + 1);
-  const types: Record<string, string> = { mp4: 'video/mp4', gif: 'image/gif', png: 'image/png', json: 'application/json' };
+  const types: Record<string, string> = { mp4: 'video/mp4', gif: 'image/gif', png: 'image/png', json: 'application/json', ts: TS_SEGMENT_TYPE };
   return { body: obj.body, contentType: obj.contentType ?? types[ext] ?? 'application/octet-stream' };
 }

@@ -20,6 +20,9 @@ export interface Mp4Options {
 
 const STDERR_KEEP = 8192;
 
+/** Frames per second of every video the service makes (MP4 and HLS segments alike). */
+export const VIDEO_FPS = 8;
+
 /** The ffmpeg to run. Resolved lazily so importing this module never needs the binary (Lambda). */
 export async function resolveFfmpegPath(explicit?: string): Promise<string> {
   if (explicit) return explicit;
@@ -33,43 +36,65 @@ export async function resolveFfmpegPath(explicit?: string): Promise<string> {
  * piped to ffmpeg's stdin; it writes a temporary file because the MP4 muxer needs to seek.
  */
 export async function encodeMp4(frames: Float32Array, g: FrameGeometry, opts: Mp4Options = {}): Promise<Buffer> {
-  const { fps = 8, scale = 8, crf = 18, signal } = opts;
-  if (!Number.isInteger(scale) || scale < 1) throw new RangeError(`scale must be a positive integer, got ${scale}`);
-  if (!(fps > 0)) throw new RangeError(`fps must be positive, got ${fps}`);
+  const { fps = VIDEO_FPS, crf = 18, signal } = opts;
   const n = frameCount(frames, g);
   if (n === 0) throw new RangeError('encodeMp4 needs at least one frame');
+  const input = rawVideoInput(frames, g, { fps, scale: opts.scale });
   const bin = await resolveFfmpegPath(opts.ffmpegPath);
-
-  // yuv420p needs even dimensions: upscale, then pad one black column/row if still odd.
-  const sw = g.width * scale;
-  const sh = g.height * scale;
-  const vf = [`scale=${sw}:${sh}:flags=neighbor`];
-  if (sw % 2 || sh % 2) vf.push(`pad=${sw + (sw % 2)}:${sh + (sh % 2)}`);
 
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'mp4-'));
   const out = path.join(dir, 'video.mp4');
   try {
     // prettier-ignore
     const args = [
-      '-hide_banner', '-loglevel', 'error',
-      '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${g.width}x${g.height}`, '-framerate', String(fps),
-      '-i', 'pipe:0',
-      '-vf', vf.join(','), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', String(crf),
+      ...input.args,
+      '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', String(crf),
       '-movflags', '+faststart', '-an', '-y', out,
     ];
-    function* rgb() {
-      for (let f = 0; f < n; f++) yield frameToBytes(frames, g, f, 3);
-    }
-    await runFfmpeg(bin, args, rgb(), signal);
+    await runFfmpeg(bin, args, input.frames, signal);
     return await fs.readFile(out);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
 }
 
-/** Spawns ffmpeg, writes `input` to its stdin (respecting backpressure), resolves on exit 0. */
-async function runFfmpeg(bin: string, args: string[], input: Iterable<Uint8Array>, signal?: AbortSignal): Promise<void> {
-  const child = spawn(bin, args, { stdio: ['pipe', 'ignore', 'pipe'], signal });
+/**
+ * The ffmpeg arguments up to the encoder for `frames` piped as raw rgb24 (upscaled by nearest
+ * neighbour; yuv420p needs even sizes, so one black column/row pads an odd one), and the frames.
+ */
+export function rawVideoInput(
+  frames: Float32Array,
+  g: FrameGeometry,
+  opts: { fps: number; scale?: number },
+): { args: string[]; frames: Iterable<Uint8Array> } {
+  const { fps, scale = 8 } = opts;
+  if (!Number.isInteger(scale) || scale < 1) throw new RangeError(`scale must be a positive integer, got ${scale}`);
+  if (!(fps > 0)) throw new RangeError(`fps must be positive, got ${fps}`);
+  const n = frameCount(frames, g);
+  const sw = g.width * scale;
+  const sh = g.height * scale;
+  const vf = [`scale=${sw}:${sh}:flags=neighbor`];
+  if (sw % 2 || sh % 2) vf.push(`pad=${sw + (sw % 2)}:${sh + (sh % 2)}`);
+  function* rgb() {
+    for (let f = 0; f < n; f++) yield frameToBytes(frames, g, f, 3);
+  }
+  // prettier-ignore
+  const args = [
+    '-hide_banner', '-loglevel', 'error',
+    '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${g.width}x${g.height}`, '-framerate', String(fps),
+    '-i', 'pipe:0', '-vf', vf.join(','),
+  ];
+  return { args, frames: rgb() };
+}
+
+/**
+ * Spawns ffmpeg, writes `input` to its stdin (respecting backpressure), resolves on exit 0 with
+ * what it wrote to stdout (empty unless the output is `pipe:1`).
+ */
+export async function runFfmpeg(bin: string, args: string[], input: Iterable<Uint8Array>, signal?: AbortSignal): Promise<Buffer> {
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
+  const stdout: Buffer[] = [];
+  child.stdout.on('data', (b: Buffer) => stdout.push(b));
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (s: string) => {
@@ -98,4 +123,5 @@ async function runFfmpeg(bin: string, args: string[], input: Iterable<Uint8Array
     throw new FfmpegError(null, stderr || String(cause), { cause });
   }
   if (code !== 0) throw new FfmpegError(code, stderr);
+  return Buffer.concat(stdout);
 }

@@ -89,7 +89,7 @@ describe('Queues', () => {
 describe('Api', () => {
   it('every function runs Node 22 on arm64 with tracing, Powertools and the wiring env', () => {
     const fns = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(9);
+    expect(Object.keys(fns)).toHaveLength(10);
     for (const fn of Object.values(fns)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -109,7 +109,7 @@ describe('Api', () => {
 
   it('every route requires an API key', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => m.Properties.HttpMethod !== 'OPTIONS');
-    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'POST', 'POST']);
+    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'GET', 'POST', 'POST']);
     for (const m of methods) expect(m.Properties.ApiKeyRequired).toBe(true);
   });
 

@@ -6,9 +6,10 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FfmpegError, FrameSizeError, PngDecodeError } from '../../../shared/media/errors.js';
 import { encodeGif } from '../../../shared/media/gif.js';
+import { encodeTsSegment, renderPlaylist } from '../../../shared/media/hls.js';
 import { encodeMp4, resolveFfmpegPath } from '../../../shared/media/mp4.js';
 import { framesToPngs, pngsToFrames, pngToFrame } from '../../../shared/media/png.js';
-import { frameCount, type FrameGeometry } from '../../../shared/media/raster.js';
+import { frameCount, frameToBytes, type FrameGeometry } from '../../../shared/media/raster.js';
 
 const run = promisify(execFile);
 const G: FrameGeometry = { channels: 3, height: 32, width: 32, range: [-1, 1] };
@@ -146,5 +147,61 @@ describe('mp4', () => {
     const err = await encodeMp4(movie(1), G, { ffmpegPath: '/bin/false' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FfmpegError);
     expect((err as FfmpegError).exitCode).toBe(1);
+  });
+});
+
+describe('hls segments', () => {
+  /** Decoded rgb24 frames at the encoded size, and each frame's presentation time. */
+  async function decode(file: string): Promise<{ frames: Buffer[]; pts: number[] }> {
+    const { stdout, stderr } = await run(
+      await resolveFfmpegPath(),
+      ['-hide_banner', '-copyts', '-i', file, '-vf', 'showinfo', '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+      { encoding: 'buffer', maxBuffer: 1 << 26 },
+    );
+    const size = 256 * 256 * 3;
+    const frames = Array.from({ length: stdout.length / size }, (_, i) => stdout.subarray(i * size, (i + 1) * size));
+    const pts = [...stderr.toString().matchAll(/pts_time:\s*([\d.]+)/g)].map((m) => Number(m[1]));
+    return { frames, pts };
+  }
+  /** Mean absolute difference per byte between a decoded frame and source frame f, upscaled 8x. */
+  function mad(decoded: Buffer, source: Float32Array, f: number): number {
+    const want = frameToBytes(source, G, f, 3, 8);
+    let sum = 0;
+    for (let i = 0; i < want.length; i++) sum += Math.abs(want[i] - decoded[i]);
+    return sum / want.length;
+  }
+
+  it('chunks encoded one by one play, concatenated, as the whole video: every frame, in order, on one clock', async () => {
+    const video = movie(10);
+    const per = 3 * 32 * 32;
+    const cuts = [0, 3, 6, 9, 10]; // chunks of 3 and a last one of 1, as a job's last chunk may be
+    const segments: Buffer[] = [];
+    for (let c = 0; c + 1 < cuts.length; c++) {
+      const seg = await encodeTsSegment(video.subarray(cuts[c] * per, cuts[c + 1] * per), G, { startFrame: cuts[c], fps: 8 });
+      expect(seg[0]).toBe(0x47); // MPEG-TS sync byte
+      // Each segment decodes on its own (starts on a keyframe) and starts at its place in the video.
+      const alone = await decode(await writeTemp(`s${c}.ts`, seg));
+      expect(alone.frames.length).toBe(cuts[c + 1] - cuts[c]);
+      expect(alone.pts[0]).toBeCloseTo(cuts[c] / 8, 3);
+      segments.push(seg);
+    }
+    const whole = await decode(await writeTemp('all.ts', Buffer.concat(segments)));
+    expect(whole.frames.length).toBe(10);
+    expect(whole.pts).toEqual(Array.from({ length: 10 }, (_, i) => expect.closeTo(i / 8, 3)));
+    for (let f = 0; f < 10; f++) {
+      const own = mad(whole.frames[f], video, f);
+      expect(own).toBeLessThan(3); // near-lossless at crf 18
+      if (f > 0) expect(own).toBeLessThan(mad(whole.frames[f], video, f - 1)); // and this frame, not its neighbour
+    }
+  });
+
+  it('lists segments in an EVENT playlist that gains ENDLIST only when the video ends', () => {
+    const entries = [{ duration: 0.375, uri: 'https://x/a.ts' }, { duration: 0.125, uri: 'https://x/b.ts' }];
+    const live = renderPlaylist(entries, { ended: false, targetDuration: 0.375 });
+    expect(live.split('\n')).toEqual([
+      '#EXTM3U', '#EXT-X-VERSION:3', '#EXT-X-PLAYLIST-TYPE:EVENT', '#EXT-X-TARGETDURATION:1', '#EXT-X-MEDIA-SEQUENCE:0',
+      '#EXTINF:0.375,', 'https://x/a.ts', '#EXTINF:0.125,', 'https://x/b.ts', '',
+    ]);
+    expect(renderPlaylist(entries, { ended: true, targetDuration: 0.375 }).trimEnd().endsWith('#EXT-X-ENDLIST')).toBe(true);
   });
 });
