@@ -10,6 +10,7 @@ import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { makeCancelVideoHandler } from '../cancel-video.js';
 import { makeCreateVideoHandler } from '../create-video.js';
+import { makeGetPageHandler } from '../get-page.js';
 import { makeGetVideoFileHandler } from '../get-video-file.js';
 import { makeGetVideoHandler } from '../get-video.js';
 import { makeGetVideoStreamHandler } from '../get-video-stream.js';
@@ -57,7 +58,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     );
     return { method, pattern, params, handler: handler as LambdaHandler };
   };
+  const page = makeGetPageHandler();
   const routes: Route[] = [
+    route('GET', '/', page),
+    route('GET', '/assets/{name}', page),
     route('POST', '/v1/videos', makeCreateVideoHandler(getDeps)),
     route('GET', '/v1/videos', makeListVideosHandler(getDeps)),
     route('GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)),

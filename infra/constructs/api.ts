@@ -16,6 +16,7 @@ export const FUNCTION_ENTRIES = {
   createVideo: 'functions/create-video.ts',
   getVideo: 'functions/get-video.ts',
   getVideoStream: 'functions/get-video-stream.ts',
+  getPage: 'functions/get-page.ts',
   listVideos: 'functions/list-videos.ts',
   cancelVideo: 'functions/cancel-video.ts',
   webhookSecret: 'functions/webhook-secret.ts',
@@ -42,6 +43,7 @@ const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
   createVideo: { read: [API_KEYS, JOBS], write: [JOBS, INDEX] },
   getVideo: { read: [API_KEYS, JOBS] },
   getVideoStream: { read: [API_KEYS, JOBS] },
+  getPage: {},
   listVideos: { read: [API_KEYS, JOBS, INDEX] },
   cancelVideo: { read: [API_KEYS, JOBS], write: [JOBS] },
   webhookSecret: { read: [API_KEYS, TENANTS], write: [TENANTS] },
@@ -138,11 +140,19 @@ export class Api extends Construct {
                 afterBundling: (inputDir: string, outputDir: string) => [
                   `mkdir -p "${outputDir}/model"`,
                   `cp "${inputDir}/model/artifacts/${props.modelName}/manifest.json" "${outputDir}/model/manifest.json"`,
+                  // The page function carries the page and hls.js as files (PAGE_DIR).
+                  ...(name === 'getPage'
+                    ? [
+                        `mkdir -p "${outputDir}/web"`,
+                        `cp "${inputDir}/web/index.html" "${inputDir}/node_modules/hls.js/dist/hls.min.js" "${outputDir}/web/"`,
+                      ]
+                    : []),
                 ],
               },
             },
           });
-      props.storage.grantPrefixes(fn, BUCKET_ACCESS[name]);
+      // The page function touches no object at all.
+      if (Object.keys(BUCKET_ACCESS[name]).length > 0) props.storage.grantPrefixes(fn, BUCKET_ACCESS[name]);
       return fn;
     };
 
@@ -153,6 +163,7 @@ export class Api extends Construct {
       createVideo: make('createVideo', { ...http, memorySize: 1024 }),
       getVideo: make('getVideo', http),
       getVideoStream: make('getVideoStream', http),
+      getPage: make('getPage', { ...http, memorySize: 256 }),
       listVideos: make('listVideos', http),
       cancelVideo: make('cancelVideo', http),
       webhookSecret: make('webhookSecret', http),
@@ -163,6 +174,7 @@ export class Api extends Construct {
     };
     const f = this.functions;
     // The API limits the handlers enforce, from the same defaults the request model below uses.
+    f.getPage.addEnvironment('PAGE_DIR', '/var/task/web');
     f.createVideo.addEnvironment('API_MAX_FRAMES', String(DEFAULT_API_CONFIG.maxFrames));
     f.createVideo.addEnvironment('API_MAX_STEPS', String(DEFAULT_API_CONFIG.maxSteps));
     f.createVideo.addEnvironment('API_MAX_INIT_FRAMES', String(DEFAULT_API_CONFIG.maxInitFrames));
@@ -230,6 +242,12 @@ export class Api extends Construct {
     video
       .addResource('cancel')
       .addMethod('POST', integrate(f.cancelVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
+    // The web page and its script: no key (the page holds no data; it calls the API with the key the user pastes).
+    this.restApi.root.addMethod('GET', integrate(f.getPage));
+    this.restApi.root.addResource('assets').addResource('{name}').addMethod('GET', integrate(f.getPage), {
+      requestValidator: validateParams,
+      requestParameters: { 'method.request.path.name': true },
+    });
     v1.addResource('webhooks')
       .addResource('default')
       .addResource('secret')

@@ -49,7 +49,9 @@ export class Storage extends Construct {
         },
         { id: 'abort-incomplete-multipart', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
-      // No CORS: the API returns presigned GET URLs only, which browsers fetch as plain downloads.
+      // The web page plays the HLS stream with hls.js, which fetches the presigned segment links from
+      // the API's origin: GET (and HEAD) from any origin. A presigned URL is itself the credential.
+      cors: [{ allowedMethods: [s3.HttpMethods.GET, s3.HttpMethods.HEAD], allowedOrigins: ['*'], maxAge: 3600 }],
     });
     acknowledge(this.bucket, [
       { id: 'AwsSolutions-S1', reason: 'Access logs need a second bucket; the API and CloudTrail data events already record who touched which job.' },

@@ -89,7 +89,7 @@ describe('Queues', () => {
 describe('Api', () => {
   it('every function runs Node 22 on arm64 with tracing, Powertools and the wiring env', () => {
     const fns = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(10);
+    expect(Object.keys(fns)).toHaveLength(11);
     for (const fn of Object.values(fns)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -107,10 +107,13 @@ describe('Api', () => {
     for (const m of mappings) expect(m.Properties.FunctionResponseTypes).toEqual(['ReportBatchItemFailures']);
   });
 
-  it('every route requires an API key', () => {
+  it('every API route requires an API key; only the page and its script do not', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => m.Properties.HttpMethod !== 'OPTIONS');
-    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'GET', 'POST', 'POST']);
-    for (const m of methods) expect(m.Properties.ApiKeyRequired).toBe(true);
+    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'POST']);
+    const open = methods.filter((m) => m.Properties.ApiKeyRequired !== true);
+    expect(open).toHaveLength(2);
+    const pageFn = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.includes('GetPage'))![0];
+    for (const m of open) expect(JSON.stringify(m.Properties.Integration.Uri)).toContain(pageFn);
   });
 
   it('POST /v1/videos validates its body against a size-limited model', () => {
