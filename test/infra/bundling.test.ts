@@ -16,7 +16,7 @@ describe.skipIf(missing.length > 0)('real synthesis with esbuild bundling', () =
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'ca2vdm-cdk-'));
   afterAll(() => fs.rmSync(outdir, { recursive: true, force: true }));
 
-  it('bundles every function with the model manifest and stages the worker context without node_modules', () => {
+  it('bundles every function with the model manifest and stages the worker context without node_modules', async () => {
     const app = new App({ outdir });
     new Ca2vdmStack(app, 'Real', { config: DEFAULT_CONFIG, repoRoot: REPO_ROOT });
     const assembly = app.synth();
@@ -32,6 +32,20 @@ describe.skipIf(missing.length > 0)('real synthesis with esbuild bundling', () =
       expect(fs.existsSync(path.join(dir, 'model', 'manifest.json')), dir).toBe(true);
       expect(fs.existsSync(path.join(dir, 'node_modules')), dir).toBe(false);
     }
+
+    // The page function's package carries the page and hls.js, and serves both from there.
+    const pages = bundles.filter((dir) => fs.existsSync(path.join(dir, 'web', 'index.html')));
+    expect(pages).toHaveLength(1);
+    expect(fs.existsSync(path.join(pages[0], 'web', 'hls.min.js'))).toBe(true);
+    process.env.PAGE_DIR = path.join(pages[0], 'web');
+    const { handler } = (await import(path.join(pages[0], 'index.mjs'))) as { handler: (e: unknown, c: unknown) => Promise<{ statusCode: number; body: string }> };
+    const page = await handler({ path: '/', pathParameters: null, headers: {} }, {});
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('<title>ca2vdm');
+    const script = await handler({ path: '/assets/hls.min.js', pathParameters: { name: 'hls.min.js' }, headers: {} }, {});
+    expect(script.body.length).toBeGreaterThan(100_000);
+    expect((await handler({ path: '/assets/x.js', pathParameters: { name: 'x.js' }, headers: {} }, {})).statusCode).toBe(404);
+    delete process.env.PAGE_DIR;
 
     const images = Object.values(assets.dockerImages);
     expect(images).toHaveLength(1);
