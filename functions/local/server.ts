@@ -10,6 +10,7 @@ import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { makeCancelVideoHandler } from '../cancel-video.js';
 import { makeCreateVideoHandler } from '../create-video.js';
+import { makeGetOpenApiHandler } from '../get-openapi.js';
 import { makeGetPageHandler } from '../get-page.js';
 import { makeGetVideoFileHandler } from '../get-video-file.js';
 import { makeGetVideoHandler } from '../get-video.js';
@@ -69,6 +70,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     route('GET', '/v1/videos/{id}/stream.m3u8', makeGetVideoStreamHandler(getDeps)),
     route('GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)),
     route('GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)),
+    route('GET', '/v1/openapi.json', makeGetOpenApiHandler(getDeps)),
   ];
 
   const server = http.createServer((req, res) => {

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CustomResource, Duration } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
@@ -8,6 +9,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { acknowledge, arnFinding } from '../nag.js';
 import { DEFAULT_API_CONFIG } from '../../shared/api/config.js';
+import { apiGatewayRequestModel } from '../../shared/api/openapi.js';
+import { parseManifest } from '../../shared/model/manifest.js';
 import type { Queues } from './queues.js';
 import type { PrefixGrant, Storage } from './storage.js';
 
@@ -17,6 +20,7 @@ export const FUNCTION_ENTRIES = {
   getVideo: 'functions/get-video.ts',
   getVideoStream: 'functions/get-video-stream.ts',
   getPage: 'functions/get-page.ts',
+  getOpenApi: 'functions/get-openapi.ts',
   listVideos: 'functions/list-videos.ts',
   cancelVideo: 'functions/cancel-video.ts',
   webhookSecret: 'functions/webhook-secret.ts',
@@ -44,6 +48,7 @@ const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
   getVideo: { read: [API_KEYS, JOBS] },
   getVideoStream: { read: [API_KEYS, JOBS] },
   getPage: {},
+  getOpenApi: {},
   listVideos: { read: [API_KEYS, JOBS, INDEX] },
   cancelVideo: { read: [API_KEYS, JOBS], write: [JOBS] },
   webhookSecret: { read: [API_KEYS, TENANTS], write: [TENANTS] },
@@ -164,6 +169,7 @@ export class Api extends Construct {
       getVideo: make('getVideo', http),
       getVideoStream: make('getVideoStream', http),
       getPage: make('getPage', { ...http, memorySize: 256 }),
+      getOpenApi: make('getOpenApi', { ...http, memorySize: 256 }),
       listVideos: make('listVideos', http),
       cancelVideo: make('cancelVideo', http),
       webhookSecret: make('webhookSecret', http),
@@ -212,9 +218,12 @@ export class Api extends Construct {
     });
     const validateBody = this.restApi.addRequestValidator('ValidateBody', { validateRequestBody: true, validateRequestParameters: true });
     const validateParams = this.restApi.addRequestValidator('ValidateParams', { validateRequestParameters: true });
+    const manifestPath = path.join(props.repoRoot, 'model', 'artifacts', props.modelName, 'manifest.json');
+    const manifest = parseManifest(JSON.parse(fs.readFileSync(manifestPath, 'utf8')), manifestPath);
     const createModel = this.restApi.addModel('CreateVideoRequest', {
       contentType: 'application/json',
-      schema: createVideoSchema(),
+      // The create request's own zod schema (shared/api/request.ts), in API Gateway's JSON Schema draft 4.
+      schema: { schema: apigw.JsonSchemaVersion.DRAFT4, ...apiGatewayRequestModel(manifest, DEFAULT_API_CONFIG) } as apigw.JsonSchema,
     });
 
     const integrate = (fn: lambda.IFunction) => new apigw.LambdaIntegration(fn, { proxy: true });
@@ -242,6 +251,7 @@ export class Api extends Construct {
     video
       .addResource('cancel')
       .addMethod('POST', integrate(f.cancelVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
+    v1.addResource('openapi.json').addMethod('GET', integrate(f.getOpenApi));
     // The web page and its script: no key (the page holds no data; it calls the API with the key the user pastes).
     this.restApi.root.addMethod('GET', integrate(f.getPage));
     this.restApi.root.addResource('assets').addResource('{name}').addMethod('GET', integrate(f.getPage), {
@@ -297,27 +307,6 @@ export class Api extends Construct {
     }
   }
 
-}
-
-/** JSON schema (draft-04) of POST /v1/videos: types and size limits; the handler does the full validation. */
-function createVideoSchema(): apigw.JsonSchema {
-  const c = DEFAULT_API_CONFIG;
-  return {
-    schema: apigw.JsonSchemaVersion.DRAFT4,
-    type: apigw.JsonSchemaType.OBJECT,
-    required: ['frames'],
-    properties: {
-      id: { type: apigw.JsonSchemaType.STRING, maxLength: 64 },
-      frames: { type: apigw.JsonSchemaType.INTEGER, minimum: 1, maximum: c.maxFrames },
-      seed: { type: apigw.JsonSchemaType.INTEGER, minimum: 0 },
-      label: { type: [apigw.JsonSchemaType.INTEGER, apigw.JsonSchemaType.STRING] },
-      guidance: { type: apigw.JsonSchemaType.NUMBER, minimum: 0, maximum: c.maxGuidance },
-      steps: { type: apigw.JsonSchemaType.INTEGER, minimum: 1, maximum: c.maxSteps },
-      init_frames: { type: apigw.JsonSchemaType.ARRAY, maxItems: c.maxInitFrames, items: { type: apigw.JsonSchemaType.STRING } },
-      webhook: { type: apigw.JsonSchemaType.STRING, maxLength: 2048 },
-      webhook_events_filter: { type: apigw.JsonSchemaType.ARRAY, maxItems: 8, items: { type: apigw.JsonSchemaType.STRING } },
-    },
-  };
 }
 
 function pascal(name: string): string {

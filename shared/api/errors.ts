@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * Errors the API shows to callers. Each carries its HTTP status and a stable `code`; 4xx errors name
  * the offending `field` where there is one. Anything that is not an ApiError is a 500 with no details.
@@ -79,6 +81,7 @@ export class UnsupportedMediaTypeError extends ApiError {
 }
 
 /** JSON body of every error response. */
-export interface ApiErrorBody {
-  error: { code: string; message: string; field?: string };
-}
+export const ApiErrorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});
+export type ApiErrorBody = z.infer<typeof ApiErrorBodySchema>;

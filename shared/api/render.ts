@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { framesPrefix, jobPrefix } from '../keys.js';
-import type { Job } from '../schemas/job.js';
+import { JobErrorSchema, JobMetricsSchema, JobModelSchema, JobProgressSchema, JobStatusSchema, type Job } from '../schemas/job.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { webhookFailuresPrefix } from './keys.js';
 
@@ -25,44 +25,59 @@ export const WebhookFailureSchema = z.object({
 });
 export type WebhookFailure = z.infer<typeof WebhookFailureSchema>;
 
-/** The job as `GET /v1/videos/{id}` returns it (and webhooks deliver it). */
-export interface PublicJob {
-  id: string;
-  status: Job['status'];
-  created_at: string;
-  started_at: string | null;
-  completed_at: string | null;
-  updated_at: string;
-  input: {
-    frames: number;
-    seed: number;
-    label: string | number | null;
-    guidance: number;
-    steps: number;
-    init_frames: number;
-    webhook: string | null;
-    webhook_events_filter: string[];
-  };
-  model: Job['model'];
-  progress: Job['progress'];
-  metrics: Job['metrics'];
-  output: {
-    video: string | null;
-    gif: string | null;
+/** The job as `GET /v1/videos/{id}` returns it (and webhooks deliver it): the schema is the type and the OpenAPI document. */
+export const PublicJobSchema = z.object({
+  id: z.string(),
+  status: JobStatusSchema,
+  created_at: z.string(),
+  started_at: z.string().nullable(),
+  completed_at: z.string().nullable(),
+  updated_at: z.string(),
+  input: z.object({
+    frames: z.int(),
+    seed: z.int(),
+    label: z.union([z.string(), z.int()]).nullable(),
+    guidance: z.number(),
+    steps: z.int(),
+    init_frames: z.int(),
+    webhook: z.string().nullable(),
+    webhook_events_filter: z.array(z.string()),
+  }),
+  model: JobModelSchema,
+  progress: JobProgressSchema,
+  metrics: JobMetricsSchema,
+  output: z.object({
+    video: z.string().nullable(),
+    gif: z.string().nullable(),
     /** Each finished chunk's frames, viewable while the job runs. */
-    frames: { chunk: number; index: number | null; url: string }[];
-  };
+    frames: z.array(z.object({ chunk: z.int(), index: z.int().nullable(), url: z.string() })),
+  }),
   /** When the links in `output` stop working (presigned URLs); null when served by the API itself. */
-  urls_expire_at: string | null;
-  error: Job['error'] | null;
-  cancel_requested: boolean;
+  urls_expire_at: z.string().nullable(),
+  error: JobErrorSchema.nullable(),
+  cancel_requested: z.boolean(),
   /** `stream`: the HLS playlist, which grows by one segment per finished chunk while the job runs. */
-  urls: { get: string; cancel: string; stream: string };
-  webhook_failures?: WebhookFailure[];
-}
+  urls: z.object({ get: z.string(), cancel: z.string(), stream: z.string() }),
+  webhook_failures: z.array(WebhookFailureSchema).optional(),
+});
+export type PublicJob = z.infer<typeof PublicJobSchema>;
 
-/** Short view for listings: no output links (one job's GET has them). */
-export type PublicJobSummary = Omit<PublicJob, 'output' | 'urls_expire_at' | 'webhook_failures'>;
+/** Short view for listings and for create/cancel answers: no output links (one job's GET has them). */
+export const PublicJobSummarySchema = PublicJobSchema.omit({ output: true, urls_expire_at: true, webhook_failures: true });
+export type PublicJobSummary = z.infer<typeof PublicJobSummarySchema>;
+
+/** `GET /v1/videos`: a page of the caller's jobs, newest first. */
+export const ListVideosResponseSchema = z.object({
+  data: z.array(PublicJobSummarySchema),
+  /** Pass as `cursor` for the next (older) page; null on the last page. */
+  next_cursor: z.string().nullable(),
+});
+
+/** `POST /v1/videos/{id}/cancel`: the job and what the cancel does to it. */
+export const CancelVideoResponseSchema = PublicJobSummarySchema.extend({ detail: z.string() });
+
+/** `GET /v1/webhooks/default/secret`. */
+export const WebhookSecretResponseSchema = z.object({ key: z.string() });
 
 export function jobUrls(baseUrl: string, id: string): PublicJob['urls'] {
   return {

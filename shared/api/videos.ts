@@ -15,7 +15,7 @@ import { getOrCreateWebhookSecret } from '../webhooks/secrets.js';
 import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
 import { IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
 import { jobIndexKey, jobIndexPrefix, parseJobIndexKey } from './keys.js';
-import { outputLink, renderJob, summarizeJob, type PublicJob, type PublicJobSummary } from './render.js';
+import { outputLink, renderJob, summarizeJob, type ListVideosResponseSchema, type PublicJob, type PublicJobSummary } from './render.js';
 import { createVideoBodySchema, parseCreateVideoBody, resolveLabel, type CreateVideoBody } from './request.js';
 import type { ApiDeps, CallContext } from './types.js';
 
@@ -220,11 +220,7 @@ export async function getVideo(deps: ApiDeps, ctx: CallContext, id: string): Pro
   return renderJob(job, { store: deps.store, baseUrl: ctx.baseUrl, presignExpirySec: deps.config.presignExpirySec, now: deps.now });
 }
 
-export interface ListVideosResult {
-  data: PublicJobSummary[];
-  /** Pass as `cursor` for the next (older) page; null on the last page. */
-  next_cursor: string | null;
-}
+export type ListVideosResult = z.infer<typeof ListVideosResponseSchema>;
 
 /** The tenant's jobs, newest first, `limit` per page, paged by an opaque cursor. */
 export async function listVideos(

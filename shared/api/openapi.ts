@@ -1,0 +1,164 @@
+/**
+ * The OpenAPI 3.1 document of the API, generated from the zod schemas the code validates requests
+ * with and builds responses by (`request.ts`, `render.ts`, `errors.ts`): nothing here restates a
+ * field. Limits follow the serving model and the config, so each deployment describes itself.
+ */
+import { z } from 'zod';
+import type { Manifest } from '../model/manifest.js';
+import type { ApiConfig } from './config.js';
+import { ApiErrorBodySchema } from './errors.js';
+import { CancelVideoResponseSchema, ListVideosResponseSchema, PublicJobSchema, PublicJobSummarySchema, WebhookSecretResponseSchema } from './render.js';
+import { createVideoBodySchema } from './request.js';
+
+type JsonSchema = Record<string, unknown>;
+
+/** JSON Schema 2020-12 (OpenAPI 3.1's dialect) of a zod schema, as a request (`input`) or a response (`output`). */
+export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
+  return rest;
+}
+
+/** The components every path refers to, by name. */
+export function componentSchemas(manifest: Manifest, config: ApiConfig): Record<string, JsonSchema> {
+  return {
+    CreateVideoRequest: jsonSchemaOf(createVideoBodySchema(manifest, config), 'input'),
+    Video: jsonSchemaOf(PublicJobSchema, 'output'),
+    VideoSummary: jsonSchemaOf(PublicJobSummarySchema, 'output'),
+    VideoList: jsonSchemaOf(ListVideosResponseSchema, 'output'),
+    CancelResult: jsonSchemaOf(CancelVideoResponseSchema, 'output'),
+    WebhookSecret: jsonSchemaOf(WebhookSecretResponseSchema, 'output'),
+    Error: jsonSchemaOf(ApiErrorBodySchema, 'output'),
+  };
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const jsonContent = (name: string) => ({ 'application/json': { schema: ref(name) } });
+const error = (description: string) => ({ description, content: jsonContent('Error') });
+const ERRORS = {
+  401: error('missing or unknown API key'),
+  404: error('no such video for this caller (another tenant\'s video is a 404 too)'),
+};
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+/** The whole document; `serverUrl` is the API's base URL as the caller sees it. */
+export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl: string): JsonSchema {
+  const keyed = [{ bearer: [] }, { apiKey: [] }];
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'ca2vdm',
+      version: '1',
+      description:
+        `Long videos from an autoregressive video diffusion model, made chunk by chunk. Serving model ${manifest.name}: ` +
+        `${manifest.frame.width}x${manifest.frame.height} frames, chunks of ${manifest.chunk_frames}` +
+        (manifest.labels.length ? `, labels ${manifest.labels.map((l, i) => `${i}=${l}`).join(', ')}.` : ', unconditional.'),
+    },
+    servers: [{ url: serverUrl }],
+    components: {
+      schemas: componentSchemas(manifest, config),
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' },
+        apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+      },
+    },
+    security: keyed,
+    paths: {
+      '/v1/videos': {
+        post: {
+          operationId: 'createVideo',
+          summary: 'Create a video job',
+          parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 256 } }],
+          requestBody: { required: true, content: jsonContent('CreateVideoRequest') },
+          responses: {
+            202: { description: 'accepted: the new job', content: jsonContent('VideoSummary') },
+            200: { description: 'the job an earlier request with the same idempotency key and body made', content: jsonContent('VideoSummary') },
+            400: error('the body or a field is invalid (the error names the field)'),
+            401: ERRORS[401],
+            409: error('the idempotency key or id was used with a different request'),
+            413: error('the body is larger than the limit'),
+            415: error('the body is not JSON'),
+          },
+        },
+        get: {
+          operationId: 'listVideos',
+          summary: "The caller's videos, newest first",
+          parameters: [
+            { name: 'limit', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: config.maxPageSize } },
+            { name: 'cursor', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          responses: { 200: { description: 'a page of videos', content: jsonContent('VideoList') }, 400: error('bad limit or cursor'), 401: ERRORS[401] },
+        },
+      },
+      '/v1/videos/{id}': {
+        get: {
+          operationId: 'getVideo',
+          summary: 'One video: status, progress, output links',
+          parameters: [idParam],
+          responses: { 200: { description: 'the video', content: jsonContent('Video') }, 401: ERRORS[401], 404: ERRORS[404] },
+        },
+      },
+      '/v1/videos/{id}/cancel': {
+        post: {
+          operationId: 'cancelVideo',
+          summary: 'Stop a video at the next chunk boundary',
+          parameters: [idParam],
+          responses: {
+            202: { description: 'cancel requested', content: jsonContent('CancelResult') },
+            200: { description: 'the video had already ended: nothing to cancel', content: jsonContent('CancelResult') },
+            401: ERRORS[401],
+            404: ERRORS[404],
+          },
+        },
+      },
+      '/v1/videos/{id}/stream.m3u8': {
+        get: {
+          operationId: 'getVideoStream',
+          summary: 'HLS playlist of the chunks made so far (EVENT; ENDLIST once the video ended)',
+          parameters: [idParam],
+          responses: {
+            200: { description: 'the playlist', content: { 'application/vnd.apple.mpegurl': { schema: { type: 'string' } } } },
+            401: ERRORS[401],
+            404: ERRORS[404],
+          },
+        },
+      },
+      '/v1/videos/{id}/files/{path}': {
+        get: {
+          operationId: 'getVideoFile',
+          summary: 'An output file, where the store cannot presign links (the embedded mode)',
+          parameters: [idParam, { name: 'path', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: {
+            200: { description: 'the file', content: { 'application/octet-stream': { schema: { type: 'string', contentEncoding: 'binary' } } } },
+            401: ERRORS[401],
+            404: ERRORS[404],
+          },
+        },
+      },
+      '/v1/webhooks/default/secret': {
+        get: {
+          operationId: 'getWebhookSecret',
+          summary: "The caller's webhook signing secret",
+          responses: { 200: { description: 'the secret', content: jsonContent('WebhookSecret') }, 401: ERRORS[401] },
+        },
+      },
+      '/v1/openapi.json': {
+        get: {
+          operationId: 'getOpenApi',
+          summary: 'This document',
+          security: [],
+          responses: { 200: { description: 'the OpenAPI document', content: { 'application/json': { schema: { type: 'object' } } } } },
+        },
+      },
+    },
+  };
+}
+
+/**
+ * The create request's schema in the JSON Schema draft 4 that API Gateway request models take: the
+ * same document, without what draft 4 does not know. Unknown fields pass the gateway so that the
+ * handler, which refuses them too, can name the field in its error.
+ */
+export function apiGatewayRequestModel(manifest: Manifest, config: ApiConfig): JsonSchema {
+  const { additionalProperties: _, ...schema } = jsonSchemaOf(createVideoBodySchema(manifest, config), 'input');
+  return schema;
+}
