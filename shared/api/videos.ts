@@ -19,7 +19,7 @@ import type { ApiDeps, CallContext } from './types.js';
 
 export interface CreateVideoInput {
   body: unknown;
-  /** The `Idempotency-Key` header; a body `id` takes its place when given. */
+  /** The `Idempotency-Key` header; a body `id` takes its place when given (a different one is refused). */
   idempotencyKey?: string;
 }
 
@@ -40,6 +40,9 @@ const IdempotencyRecordSchema = z.object({ key: z.string(), fingerprint: z.strin
 export async function createVideo(deps: ApiDeps, ctx: CallContext, input: CreateVideoInput): Promise<CreateVideoResult> {
   const { manifest, config, store } = deps;
   const body = parseCreateVideoBody(createVideoBodySchema(manifest, config), input.body);
+  if (body.id !== undefined && input.idempotencyKey !== undefined && body.id !== input.idempotencyKey) {
+    throw new ValidationError('id and the Idempotency-Key header differ; send one, or the same value in both', 'id');
+  }
   const key = body.id ?? input.idempotencyKey;
   if (key !== undefined && (key.length === 0 || key.length > 256)) {
     throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
@@ -49,13 +52,14 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
 
   const id = body.id ?? (key !== undefined ? derivedJobId(ctx.tenant, key) : randomJobId());
   if (key !== undefined) {
-    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
-    if (replay) return replay;
-    // A client `id` already taken by a job made without that key: refuse before writing its inputs.
+    // A client `id` already taken by a job made without that key: refuse before writing anything,
+    // so that a refused request leaves no idempotency record behind to be replayed later.
     const taken = await readJob(store, ctx.tenant, id);
     if (taken && taken.job.idempotency_key !== key) {
       throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
     }
+    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
+    if (replay) return replay;
   }
 
   const now = (deps.now?.() ?? new Date()).toISOString();
@@ -147,6 +151,10 @@ async function claimIdempotencyKey(
   }
   const existing = await readJob(deps.store, ctx.tenant, id);
   if (!existing) return null;
+  // A replay returns only the job this key made (a record can outlive a request refused later).
+  if (existing.job.idempotency_key !== key) {
+    throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
+  }
   if (existing.job.status === 'starting') await finishCreate(deps, existing.job);
   return { job: summarizeJob(existing.job, ctx.baseUrl), created: false };
 }
@@ -230,7 +238,8 @@ export async function listVideos(
   ctx: CallContext,
   query: { limit?: string; cursor?: string },
 ): Promise<ListVideosResult> {
-  const limit = query.limit === undefined ? 20 : Number(query.limit);
+  // Decimal digits only: Number() would also take `1e1`, `0x10` and ` 5`.
+  const limit = query.limit === undefined ? 20 : /^\d{1,6}$/.test(query.limit) ? Number(query.limit) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > deps.config.maxPageSize) {
     throw new ValidationError(`limit must be an integer in [1, ${deps.config.maxPageSize}]`, 'limit');
   }
