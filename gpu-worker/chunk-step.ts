@@ -122,9 +122,15 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
     return j;
   });
-  // Declined (the job ended meanwhile, or a duplicate recorded chunk k first and goes on from it):
-  // no event, no next task, no finalize from here.
-  if (!updated || !advanced) return 'skipped';
+  // Declined: the job is gone or ended meanwhile (nothing to do), or a duplicate recorded chunk k
+  // first. That duplicate may have died before sending task k+1, so this one makes sure the next
+  // step exists (the send is deduplicated; a finalize is conditional). No event from here.
+  if (!updated) return 'skipped';
+  if (!advanced) {
+    if (isTerminal(updated.job.status) || updated.job.progress.chunks_done <= k) return 'skipped';
+    await resumeAfter(deps, updated.job, plan, k);
+    return 'skipped';
+  }
   job = updated.job;
   await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
   phases.mark('job_update');
