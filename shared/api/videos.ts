@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { inputFrameKey, isSafeId, jobPrefix } from '../keys.js';
 import { createJob, readJob, updateJob } from '../jobs/job-store.js';
+import { markJobActive } from '../jobs/reaper.js';
 import { FrameSizeError, PngDecodeError } from '../media/errors.js';
 import { pngToFrame } from '../media/png.js';
 import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
@@ -115,6 +116,8 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
 /** The steps after job.json exists; repeated on an idempotent replay of a job still `starting`. */
 async function finishCreate(deps: ApiDeps, job: Job): Promise<void> {
   await deps.store.put(jobIndexKey(job.tenant, job.id, job.created_at), '');
+  // Before the task: a crash between the two leaves a job the reaper finds and queues.
+  await markJobActive(deps.store, job.tenant, job.id);
   const task: ChunkTask = { job: job.id, tenant: job.tenant, chunk: 0, enqueued_at: new Date().toISOString() };
   await deps.chunkQueue.send(JSON.stringify(task), { groupId: job.id, dedupId: chunkTaskDedupId(task) });
 }
