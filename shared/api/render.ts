@@ -56,6 +56,8 @@ export interface PublicJob {
   urls_expire_at: string | null;
   error: Job['error'] | null;
   cancel_requested: boolean;
+  /** Stored objects found damaged and rebuilt; `lossy: true` means the rest of the video may differ slightly. */
+  repairs?: NonNullable<Job['repairs']>;
   urls: { get: string; cancel: string };
   webhook_failures?: WebhookFailure[];
 }
@@ -91,6 +93,7 @@ export function summarizeJob(job: Job, baseUrl: string): PublicJobSummary {
     metrics: job.metrics,
     error: job.error ?? null,
     cancel_requested: job.cancel_requested,
+    ...(job.repairs?.length ? { repairs: job.repairs } : {}),
     urls: jobUrls(baseUrl, job.id),
   };
 }
