@@ -10,7 +10,7 @@ import { verifySegments } from './cache-window.js';
 import { chunkPngs } from './clean-copy.js';
 import { framesOfChunk, geometry, type JobPlan } from './job-plan.js';
 
-/** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded. */
+/** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded (canceled if a cancel came meanwhile). */
 export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue' | 'model'>, job: Job, plan: JobPlan) {
   const { store } = deps;
   const g = geometry(deps.model.manifest);
@@ -32,14 +32,23 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
     mp4.then((bytes) => store.put(video, bytes, { contentType: 'video/mp4' })),
     store.put(gif, preview, { contentType: 'image/gif' }),
   ]);
+  let ended = false;
   const updated = await updateJob(store, job.tenant, job.id, (j) => {
+    ended = false;
     if (isTerminal(j.status)) return null;
+    ended = true;
     const now = new Date();
+    // A cancel accepted while the last chunk was in flight wins: the job ends canceled, no outputs.
+    if (j.cancel_requested) {
+      j.status = 'canceled';
+      j.completed_at = now.toISOString();
+      return j;
+    }
     j.status = 'succeeded';
     j.outputs = { video, gif };
     j.completed_at = now.toISOString();
     j.metrics.total_s = Math.round((now.getTime() - Date.parse(j.created_at)) / 10) / 100;
     return j;
   });
-  if (updated?.job.status === 'succeeded') await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
+  if (updated && ended) await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
 }

@@ -273,7 +273,7 @@ export interface CancelVideoResult {
   detail: string;
 }
 
-/** Asks the worker to stop at the next chunk boundary; a finished job is left as it is. */
+/** Asks the worker to stop at the next chunk boundary (or not to finalize); a finished job is left as it is. */
 export async function cancelVideo(deps: ApiDeps, ctx: CallContext, id: string): Promise<CancelVideoResult> {
   await loadJob(deps, ctx.tenant, id);
   const now = (deps.now?.() ?? new Date()).toISOString();
@@ -285,7 +285,7 @@ export async function cancelVideo(deps: ApiDeps, ctx: CallContext, id: string): 
   const job = updated.job;
   const detail = isTerminal(job.status)
     ? `video already ${job.status}; nothing to cancel`
-    : 'cancel requested; the video stops at the next chunk boundary';
+    : 'cancel requested; the video stops at the next chunk boundary and ends canceled (also when its last chunk is in flight: no outputs are attached)';
   return { job: summarizeJob(job, ctx.baseUrl), cancel_requested: !isTerminal(job.status) && job.cancel_requested, detail };
 }
 
