@@ -3,23 +3,23 @@
  * window of a chunk back from the newest segments, rebuilding any damaged one on the way.
  *
  * A segment that is missing or fails its checks (checksum, truncation, header) is never used: it is
- * recomputed from the frames it was made from (the starting frames, or chunk j's stored frames)
- * by the same cache-write pass, after its own window (read the same way, so damage further back is
- * rebuilt first), and written back. Starting frames are stored as given, so their segment comes back
- * byte for byte; a chunk's frames are stored as 8-bit PNG, so its rebuilt K/V are those of the
- * rounded frames and the chunks after it may differ slightly from an undamaged run. A segment
- * written by another model, or one whose frames are gone too, fails the job with the reason.
+ * recomputed from the frames it was made from (the starting frames, or chunk j's lossless copy:
+ * clean-copy.ts) by the same cache-write pass, after its own window (read the same way, so damage
+ * further back is rebuilt first), and written back: the same bytes as the lost segment. Only when
+ * a chunk's copy is gone too are its 8-bit PNG frames used (approximate; the job records it). A
+ * segment written by another model, or one whose frames are gone too, fails the job with the reason.
  */
 import { assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
 import { CacheError, ModelHashMismatchError, SegmentMismatchError } from '../shared/cache/errors.js';
 import { decodeSegment, encodeSegment, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
-import { CACHE_SEGMENT_TAGS, cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
+import { CACHE_SEGMENT_TAGS, cacheSegmentKey, inputFrameKey, jobPrefix } from '../shared/keys.js';
 import { pngsToFrames } from '../shared/media/png.js';
 import { frameFloats, type Manifest } from '../shared/model/manifest.js';
 import { contextFrames } from '../shared/sampler/context.js';
 import type { Job } from '../shared/schemas/job.js';
 import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
+import { chunkFramesForRebuild, recordRepair } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
@@ -135,22 +135,49 @@ async function readStored(deps: CacheDeps, job: Job, plan: JobPlan, seg: Segment
   }
 }
 
-/** Recomputes a damaged segment from its stored frames after its own window, and stores it. */
+/** Recomputes a damaged segment from the frames it was made from, after its own window, and stores it. */
 async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, damage: Damage): Promise<KvData> {
   const key = segmentKey(job, seg.chunk);
-  const frameKeys = Array.from({ length: seg.frames }, (_, i) =>
-    seg.chunk === PREFIX_CHUNK ? inputFrameKey(job.tenant, job.id, i) : frameKey(job.tenant, job.id, seg.chunk, i));
-  const pngs = await Promise.all(frameKeys.map(async (k) => (await deps.store.get(k))?.body));
-  const lost = frameKeys.filter((_, i) => !pngs[i]);
-  if (lost.length > 0) {
-    throw new ChunkFailure(damage.code, `cache segment ${key} is ${damage.reason === 'missing' ? 'missing' : `damaged (${damage.reason})`}, and the frames to rebuild it from are gone (${lost.join(', ')})`);
+  const lostAll = (detail: string, cause?: unknown) => new ChunkFailure(damage.code,
+    `cache segment ${key} is ${damage.reason === 'missing' ? 'missing' : `damaged (${damage.reason})`}, and the frames to rebuild it from are gone (${detail})`, { cause });
+  let source: { frames: Float32Array; from: 'input' | 'clean_copy' | 'png' };
+  if (seg.chunk === PREFIX_CHUNK) {
+    const frameKeys = Array.from({ length: seg.frames }, (_, i) => inputFrameKey(job.tenant, job.id, i));
+    const pngs = await Promise.all(frameKeys.map(async (k) => (await deps.store.get(k))?.body));
+    const lost = frameKeys.filter((_, i) => !pngs[i]);
+    if (lost.length > 0) throw lostAll(lost.join(', '));
+    source = { frames: pngsToFrames(pngs as Buffer[], geometry(deps.model.manifest)), from: 'input' };
+  } else {
+    // The chunk's lossless copy (an exact rebuild), else its 8-bit frames (clean-copy.ts).
+    try {
+      source = await chunkFramesForRebuild(deps, job, seg.chunk, seg.frames);
+    } catch (err) {
+      if (err instanceof ChunkFailure && err.code === 'frames_missing') throw lostAll(err.message, err);
+      throw err;
+    }
   }
-  log.warn('cache segment damaged; rebuilding it from its stored frames', { job: job.id, chunk: seg.chunk, reason: damage.reason });
+  const lossy = source.from === 'png';
+  log.warn(`cache segment damaged; rebuilding it from ${lossy ? 'its 8-bit frames (last resort: approximate)' : source.from === 'input' ? 'the starting frames' : 'the clean copy'}`,
+    { job: job.id, chunk: seg.chunk, reason: damage.reason });
   const window = seg.chunk === PREFIX_CHUNK ? EMPTY_WINDOW : await readWindow(deps, job, plan, seg.firstFrame);
-  const frames = pngsToFrames(pngs as Buffer[], geometry(deps.model.manifest));
-  const kv = await cacheWritePass(deps.model, job, plan, frames, seg.chunk, seg.firstFrame, window);
+  const kv = await cacheWritePass(deps.model, job, plan, source.frames, seg.chunk, seg.firstFrame, window);
   await writeSegment(deps, job, plan, seg.chunk, seg.firstFrame, kv, { replace: damage.etag });
+  await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: source.from, lossy });
   return kv;
+}
+
+/**
+ * Reads every segment of the job and rebuilds the damaged or missing ones: run when the job
+ * finishes, because a worker that kept its window in memory never read them back.
+ */
+export async function verifySegments(deps: CacheDeps, job: Job, plan: JobPlan): Promise<void> {
+  const segments: SegmentInfo[] = [];
+  if (plan.initFrames > 0) segments.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
+  for (let j = 0; j + 1 < plan.chunksTotal; j++) segments.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
+  for (const seg of segments) {
+    const got = await readStored(deps, job, plan, seg);
+    if ('damage' in got) await rebuildSegment(deps, job, plan, seg, got.damage);
+  }
 }
 
 const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);

@@ -2,7 +2,7 @@
  * The chunk step: compute chunk k of a job, persist its cache segment and frames, advance the job.
  *
  *   read job (canceled? done already?) -> assemble cache from segments -> denoise chunk k
- *   -> t = 0 pass on the clean chunk -> write segment k (write-once) and frames
+ *   -> t = 0 pass on the clean chunk -> write segment k (write-once), frames and clean copy
  *   -> compare-and-swap job.json -> send task k+1, or finalize -> webhook events
  *
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
@@ -23,6 +23,7 @@ import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.j
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
+import { assertEarlierFramesKept, f16Precision, writeCleanCopy } from './clean-copy.js';
 import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, stepAfter, writeSegment } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
@@ -73,6 +74,9 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const firstFrame = plan.initFrames + k * plan.chunkFrames;
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
   const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readWindow(deps, job, plan, firstFrame);
+  // What the video needs from earlier chunks is checked before this one is computed: a frame gone
+  // with its clean copy fails the job now, not at finalize after every remaining chunk.
+  await assertEarlierFramesKept(deps, job, plan, k);
   const P = window.frames;
   phases.mark('cache_read');
 
@@ -81,7 +85,9 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    first frames of the full chunk, at a fraction of its cost.
   const l = plan.chunkFrames;
   const keep = framesOfChunk(plan, k);
-  const clean = await denoise({
+  // Rounded to fp16 once, and used so for everything after: the lossless copy stored below holds
+  // exactly these floats, so a segment or frame rebuilt from it is the one made here (clean-copy.ts).
+  const clean = f16Precision(await denoise({
     noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }).subarray(0, keep * frameFloats(m)),
     steps: ddimSchedule(m.schedule.alphas_cumprod, job.request.steps),
     prediction: m.prediction,
@@ -89,7 +95,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     guidance: plan.guided ? job.request.guidance : undefined,
     model: async (x, t, rows) => (await model.step(stepAfter(window, m, plan, firstFrame, x, t, rows), 'prediction')).prediction,
     signal,
-  }); // [keep, C, H, W]
+  })); // [keep, C, H, W]
   phases.mark('denoise');
 
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk (with
@@ -108,7 +114,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const stream = encodeTsSegment(clean, geometry(m), { startFrame: k * l, signal })
     .then((ts) => store.put(streamSegmentKey(job.tenant, job.id, k), ts, { contentType: TS_SEGMENT_TYPE }));
   const pngs = framesToPngs(clean, geometry(m));
-  await Promise.all([segment, stream, ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' }))]);
+  await Promise.all([
+    segment,
+    stream,
+    writeCleanCopy(store, job, k, clean, keep),
+    ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })),
+  ]);
   phases.mark('write');
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
@@ -127,9 +138,15 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
     return j;
   });
-  // Declined (the job ended meanwhile, or a duplicate recorded chunk k first and goes on from it):
-  // no event, no next task, no finalize from here.
-  if (!updated || !advanced) return 'skipped';
+  // Declined: the job is gone or ended meanwhile (nothing to do), or a duplicate recorded chunk k
+  // first. That duplicate may have died before sending task k+1, so this one makes sure the next
+  // step exists (the send is deduplicated; a finalize is conditional). No event from here.
+  if (!updated) return 'skipped';
+  if (!advanced) {
+    if (isTerminal(updated.job.status) || updated.job.progress.chunks_done <= k) return 'skipped';
+    await resumeAfter(deps, updated.job, plan, k);
+    return 'skipped';
+  }
   job = updated.job;
   await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
   phases.mark('job_update');

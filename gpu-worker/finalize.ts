@@ -1,25 +1,26 @@
 import { updateJob } from '../shared/jobs/job-store.js';
-import { frameKey, previewGifKey, videoKey } from '../shared/keys.js';
+import { previewGifKey, videoKey } from '../shared/keys.js';
 import { encodeGif } from '../shared/media/gif.js';
 import { encodeMp4 } from '../shared/media/mp4.js';
 import { pngsToFrames } from '../shared/media/png.js';
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import type { ChunkDeps } from './chunk-step.js';
-import { ChunkFailure } from './errors.js';
-import { geometry, type JobPlan } from './job-plan.js';
+import { verifySegments } from './cache-window.js';
+import { chunkPngs } from './clean-copy.js';
+import { framesOfChunk, geometry, type JobPlan } from './job-plan.js';
 
-/** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded. */
+/** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded (canceled if a cancel came meanwhile). */
 export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue' | 'model'>, job: Job, plan: JobPlan) {
   const { store } = deps;
   const g = geometry(deps.model.manifest);
-  const keys = Array.from({ length: plan.framesTotal }, (_, i) =>
-    frameKey(job.tenant, job.id, Math.floor(i / plan.chunkFrames), i % plan.chunkFrames));
-  const pngs = await Promise.all(keys.map(async (key) => {
-    const obj = await store.get(key);
-    if (!obj) throw new ChunkFailure('frames_missing', `frame ${key} is missing`);
-    return obj.body;
-  }));
+  // A missing or damaged frame is rebuilt from its chunk's clean copy, else fails the job at once
+  // (a damaged object is permanent: retrying reads the same bytes).
+  const pngs: Buffer[] = [];
+  for (let k = 0; k < plan.chunksTotal; k++) pngs.push(...await chunkPngs(deps, job, k, framesOfChunk(plan, k)));
+  // Segments a worker kept in memory were never read back: a damaged one is rebuilt now, so the
+  // store holds a sound cache when the job ends.
+  await verifySegments(deps, job, plan);
   const frames = pngsToFrames(pngs, g);
   const video = videoKey(job.tenant, job.id);
   const gif = previewGifKey(job.tenant, job.id);
@@ -31,14 +32,23 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
     mp4.then((bytes) => store.put(video, bytes, { contentType: 'video/mp4' })),
     store.put(gif, preview, { contentType: 'image/gif' }),
   ]);
+  let ended = false;
   const updated = await updateJob(store, job.tenant, job.id, (j) => {
+    ended = false;
     if (isTerminal(j.status)) return null;
+    ended = true;
     const now = new Date();
+    // A cancel accepted while the last chunk was in flight wins: the job ends canceled, no outputs.
+    if (j.cancel_requested) {
+      j.status = 'canceled';
+      j.completed_at = now.toISOString();
+      return j;
+    }
     j.status = 'succeeded';
     j.outputs = { video, gif };
     j.completed_at = now.toISOString();
     j.metrics.total_s = Math.round((now.getTime() - Date.parse(j.created_at)) / 10) / 100;
     return j;
   });
-  if (updated?.job.status === 'succeeded') await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
+  if (updated && ended) await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
 }

@@ -14,6 +14,7 @@ import { ModelSession, type ProviderName } from '../gpu-worker/model-session.js'
 import { ChunkWorker, type TaskEvent } from '../gpu-worker/worker.js';
 import { DEFAULT_API_CONFIG } from '../shared/api/config.js';
 import { ensureLocalApiKey } from '../shared/auth/api-keys.js';
+import { DEFAULT_STALL_AFTER_SEC, startReaper } from '../shared/jobs/reaper.js';
 import { startWebhookDispatcher } from '../shared/webhooks/dispatcher.js';
 
 export interface EmbeddedStackOptions {
@@ -24,6 +25,10 @@ export interface EmbeddedStackOptions {
   provider?: ProviderName;
   /** Webhooks to 127.0.0.1 (local testing only; off unless asked for). */
   allowLoopbackWebhooks?: boolean;
+  /** Visibility window of a received chunk task: how long a killed worker's chunk waits before another takes it. Default 60 s. */
+  visibilitySec?: number;
+  /** A job whose record has not changed for this long gets its next chunk task again (shared/jobs/reaper.ts). Default 600 s. */
+  stallAfterSec?: number;
   onTask?: (event: TaskEvent) => void;
 }
 
@@ -35,6 +40,26 @@ export interface EmbeddedStack {
   model: ModelSession;
   adapters: Adapters;
   close(): Promise<void>;
+}
+
+/** `npm start`'s options from its environment (see scripts/start.ts); a malformed number is refused. */
+export function embeddedOptionsFromEnv(env: NodeJS.ProcessEnv): EmbeddedStackOptions {
+  const num = (name: string, fallback?: number, min = Number.MIN_VALUE): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const v = Number(raw);
+    if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !(v >= min)) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
+    return v;
+  };
+  return {
+    dataDir: env.DATA_DIR ?? '.data',
+    port: num('PORT', 8080, 0), // 0: any free port
+    workers: num('WORKERS', 1),
+    provider: (env.ORT_PROVIDER ?? 'cpu') as ProviderName,
+    allowLoopbackWebhooks: env.ALLOW_LOOPBACK_WEBHOOKS === '1',
+    visibilitySec: num('VISIBILITY_SEC'),
+    stallAfterSec: num('STALL_AFTER_SEC'),
+  };
 }
 
 export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<EmbeddedStack> {
@@ -51,10 +76,15 @@ export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<Em
     config: { ...DEFAULT_API_CONFIG, requireHttpsWebhooks: false, allowLoopbackWebhooks: allowLoopback },
   });
   const workers = Array.from({ length: opts.workers ?? 1 }, () =>
-    new ChunkWorker({ ...adapters, model, waitSec: 1, onTask: opts.onTask }));
+    new ChunkWorker({ ...adapters, model, waitSec: 1, visibilitySec: opts.visibilitySec, onTask: opts.onTask }));
   const loops = workers.map((w) => w.run());
   const dispatcher = startWebhookDispatcher({ store: adapters.store, webhookQueue: adapters.webhookQueue, allowLoopback, baseUrl: api.url });
   const deadLetters = consumeDeadLetters(adapters);
+  const stallAfterSec = opts.stallAfterSec ?? DEFAULT_STALL_AFTER_SEC;
+  const reaper = startReaper(adapters, {
+    stallAfterSec, everySec: Math.max(1, Math.min(60, stallAfterSec / 4)),
+    onError: (error) => log.warn('reaper pass failed, retrying', { error: String(error) }),
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -65,6 +95,7 @@ export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<Em
       await Promise.allSettled(loops);
       await dispatcher.close();
       await deadLetters.close();
+      await reaper.close();
       await model.release();
     })()),
   };

@@ -1,17 +1,12 @@
 /**
  * `npm start`: the embedded stack as a server for curl and the CLI. Environment: PORT (8080),
- * DATA_DIR (.data), WORKERS (1), ORT_PROVIDER (cpu), ALLOW_LOOPBACK_WEBHOOKS (off).
+ * DATA_DIR (.data), WORKERS (1), ORT_PROVIDER (cpu), ALLOW_LOOPBACK_WEBHOOKS (off),
+ * VISIBILITY_SEC (60: a killed worker's chunk is taken again after this), STALL_AFTER_SEC (600:
+ * the reaper re-queues a job with no progress for this long).
  */
-import { startEmbeddedStack } from './stack.js';
-import type { ProviderName } from '../gpu-worker/model-session.js';
+import { embeddedOptionsFromEnv, startEmbeddedStack } from './stack.js';
 
-const stack = await startEmbeddedStack({
-  dataDir: process.env.DATA_DIR ?? '.data',
-  port: Number(process.env.PORT ?? 8080),
-  workers: Number(process.env.WORKERS ?? 1),
-  provider: (process.env.ORT_PROVIDER ?? 'cpu') as ProviderName,
-  allowLoopbackWebhooks: process.env.ALLOW_LOOPBACK_WEBHOOKS === '1',
-});
+const stack = await startEmbeddedStack(embeddedOptionsFromEnv(process.env));
 const m = stack.model.manifest;
 process.stdout.write(`
 ca2vdm embedded stack

@@ -22,12 +22,20 @@ export function json(statusCode: number, body: unknown, headers: Record<string, 
  */
 export function errorResponse(err: unknown, requestId?: string): HttpResult {
   if (err instanceof ApiError) {
-    const body: ApiErrorBody = { error: { code: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) } };
+    // Messages and fields can quote the caller's input (an unknown key, say): echo a bounded part.
+    const body: ApiErrorBody = { error: { code: err.code, message: cap(err.message, MAX_MESSAGE), ...(err.field ? { field: cap(err.field, MAX_FIELD) } : {}) } };
     return json(err.status, body);
   }
   console.error(JSON.stringify({ msg: 'unhandled error', requestId, error: String(err), stack: (err as Error)?.stack }));
   const body: ApiErrorBody = { error: { code: 'internal_error', message: 'internal error' + (requestId ? ` (request ${requestId})` : '') } };
   return json(500, body);
+}
+
+const MAX_MESSAGE = 500;
+const MAX_FIELD = 100;
+
+function cap(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length - max} more characters)`;
 }
 
 /** Case-insensitive header lookup (API Gateway v1 keeps the client's case). */

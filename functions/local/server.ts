@@ -29,6 +29,13 @@ export interface ApiServerOptions {
   port?: number;
   /** Loopback only by default. */
   host?: string;
+  /** Base of the links in responses; default the address the server listens on. Never the request's Host header. */
+  publicUrl?: string;
+}
+
+/** The client went away before its request was read: nothing to answer, nothing to log as a failure. */
+class ClientAbortedError extends Error {
+  override name = 'ClientAbortedError';
 }
 
 type LambdaHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<HttpResult>;
@@ -76,9 +83,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
   const server = http.createServer((req, res) => {
     handle(req).then(
       (result) => send(res, result),
-      (err) => send(res, errorResponse(err)),
+      (err) => (err instanceof ClientAbortedError ? res.destroy() : send(res, errorResponse(err))),
     );
   });
+  // Set once listening; links are built from it, so a forged Host header cannot redirect them.
+  let base = new URL('http://127.0.0.1');
 
   async function handle(req: http.IncomingMessage): Promise<HttpResult> {
     const url = new URL(req.url ?? '/', 'http://local');
@@ -92,7 +101,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     const body = await readBody(req, opts.config.maxBodyBytes);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-    headers['x-forwarded-proto'] = 'http';
+    headers.host = base.host;
+    headers['x-forwarded-proto'] = base.protocol.replace(':', '');
     const query = Object.fromEntries(url.searchParams);
     const requestId = randomUUID();
     const event = {
@@ -119,9 +129,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+  base = new URL(opts.publicUrl ?? url);
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${addr.port}`,
+    url,
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -146,7 +158,9 @@ function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
       } else chunks.push(c);
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    // A client that hangs up mid-upload: the promise settles (no hang), quietly.
+    req.on('error', (err) => reject(req.complete ? err : new ClientAbortedError(err.message, { cause: err })));
+    req.on('close', () => { if (!req.complete) reject(new ClientAbortedError('client closed the request')); });
   });
 }
 

@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CustomResource, Duration } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -11,6 +13,7 @@ import { acknowledge, arnFinding } from '../nag.js';
 import { DEFAULT_API_CONFIG } from '../../shared/api/config.js';
 import { apiGatewayRequestModel } from '../../shared/api/openapi.js';
 import { parseManifest } from '../../shared/model/manifest.js';
+import { DEFAULT_STALL_AFTER_SEC } from '../../shared/jobs/reaper.js';
 import type { Queues } from './queues.js';
 import type { PrefixGrant, Storage } from './storage.js';
 
@@ -27,6 +30,7 @@ export const FUNCTION_ENTRIES = {
   deliverWebhook: 'functions/deliver-webhook.ts',
   chunkDeadLetter: 'functions/chunk-dead-letter.ts',
   webhookDeadLetter: 'functions/webhook-dead-letter.ts',
+  reapStalledJobs: 'functions/reap-stalled-jobs.ts',
   /** Custom resource that creates the first tenant's key at deploy time (infra-owned). */
   firstApiKey: 'infra/provision/first-api-key.ts',
 } as const;
@@ -41,10 +45,11 @@ const INDEX = 'index/*';
 const API_KEYS = 'auth/keys/*';
 const TENANTS = 'tenants/*';
 const WEBHOOK_FAILURES = 'jobs/*/*/webhooks/*';
+const ACTIVE = 'active/*';
 
 /** Each function's bucket access: least privilege by key pattern. */
 const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
-  createVideo: { read: [API_KEYS, JOBS], write: [JOBS, INDEX] },
+  createVideo: { read: [API_KEYS, JOBS], write: [JOBS, INDEX, ACTIVE] },
   getVideo: { read: [API_KEYS, JOBS] },
   getVideoStream: { read: [API_KEYS, JOBS] },
   getPage: {},
@@ -56,6 +61,8 @@ const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
   deliverWebhook: { read: [TENANTS, JOBS], write: [TENANTS, WEBHOOK_FAILURES] },
   chunkDeadLetter: { read: [JOBS], write: [JOBS] },
   webhookDeadLetter: { read: [WEBHOOK_FAILURES], write: [WEBHOOK_FAILURES] },
+  // Lists the markers of unfinished jobs, reads their records, deletes the markers of finished ones.
+  reapStalledJobs: { read: [JOBS, ACTIVE], delete: [ACTIVE] },
   firstApiKey: { write: [API_KEYS] },
 };
 
@@ -176,6 +183,7 @@ export class Api extends Construct {
       deliverWebhook: make('deliverWebhook', consumer),
       chunkDeadLetter: make('chunkDeadLetter', consumer),
       webhookDeadLetter: make('webhookDeadLetter', consumer),
+      reapStalledJobs: make('reapStalledJobs', { timeout: Duration.minutes(5), memorySize: 512 }),
       firstApiKey: make('firstApiKey', { timeout: Duration.seconds(60), memorySize: 256 }),
     };
     const f = this.functions;
@@ -194,6 +202,14 @@ export class Api extends Construct {
     f.deliverWebhook.addEventSource(new SqsEventSource(webhookQueue, { batchSize: 10, reportBatchItemFailures: true }));
     f.chunkDeadLetter.addEventSource(new SqsEventSource(chunkDeadLetterQueue, { batchSize: 10, reportBatchItemFailures: true }));
     f.webhookDeadLetter.addEventSource(new SqsEventSource(webhookDeadLetterQueue, { batchSize: 10, reportBatchItemFailures: true }));
+    // The reaper re-sends the next chunk task of a job that stopped moving (shared/jobs/reaper.ts).
+    chunkQueue.grantSendMessages(f.reapStalledJobs);
+    f.reapStalledJobs.addEnvironment('STALL_AFTER_SEC', String(DEFAULT_STALL_AFTER_SEC));
+    new events.Rule(this, 'ReapStalledJobsSchedule', {
+      description: 'Finds unfinished jobs with no progress and queues their next chunk again',
+      schedule: events.Schedule.rate(Duration.minutes(5)),
+      targets: [new targets.LambdaFunction(f.reapStalledJobs)],
+    });
 
     // REST API ----------------------------------------------------------------------------------
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention });
@@ -299,7 +315,7 @@ export class Api extends Construct {
         { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the runtime the handlers are built and tested for (esbuild target node22).' },
         { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: "The managed policy only lets the function write its own logs." },
         { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource type: AWS requires "*".' },
-        ...[JOBS, INDEX, API_KEYS, TENANTS, WEBHOOK_FAILURES].map((p) => ({
+        ...[JOBS, INDEX, API_KEYS, TENANTS, WEBHOOK_FAILURES, ACTIVE].map((p) => ({
           id: `AwsSolutions-IAM5[${arnFinding(bucket, `/${p}`)}]`,
           reason: `Object access limited to the ${p} key pattern of the storage layout (job ids are not known at deploy time).`,
         })),

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { framesPrefix, jobPrefix } from '../keys.js';
-import { JobErrorSchema, JobMetricsSchema, JobModelSchema, JobProgressSchema, JobStatusSchema, type Job } from '../schemas/job.js';
+import { JobErrorSchema, JobMetricsSchema, JobModelSchema, JobProgressSchema, JobRepairSchema, JobStatusSchema, type Job } from '../schemas/job.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { webhookFailuresPrefix } from './keys.js';
 
@@ -56,6 +56,8 @@ export const PublicJobSchema = z.object({
   urls_expire_at: z.string().nullable(),
   error: JobErrorSchema.nullable(),
   cancel_requested: z.boolean(),
+  /** Stored objects found damaged and rebuilt; `lossy: true` means the rest of the video may differ slightly. */
+  repairs: z.array(JobRepairSchema).optional(),
   /** `stream`: the HLS playlist, which grows by one segment per finished chunk while the job runs. */
   urls: z.object({ get: z.string(), cancel: z.string(), stream: z.string() }),
   webhook_failures: z.array(WebhookFailureSchema).optional(),
@@ -111,6 +113,7 @@ export function summarizeJob(job: Job, baseUrl: string): PublicJobSummary {
     metrics: job.metrics,
     error: job.error ?? null,
     cancel_requested: job.cancel_requested,
+    ...(job.repairs?.length ? { repairs: job.repairs } : {}),
     urls: jobUrls(baseUrl, job.id),
   };
 }

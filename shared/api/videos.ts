@@ -4,6 +4,7 @@ import { inputFrameKey, isSafeId, jobPrefix, streamPrefix, streamSegmentKey } fr
 import { renderPlaylist, TS_SEGMENT_TYPE } from '../media/hls.js';
 import { VIDEO_FPS } from '../media/mp4.js';
 import { createJob, readJob, updateJob } from '../jobs/job-store.js';
+import { markJobActive } from '../jobs/reaper.js';
 import { FrameSizeError, PngDecodeError } from '../media/errors.js';
 import { pngToFrame } from '../media/png.js';
 import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
@@ -21,7 +22,7 @@ import type { ApiDeps, CallContext } from './types.js';
 
 export interface CreateVideoInput {
   body: unknown;
-  /** The `Idempotency-Key` header; a body `id` takes its place when given. */
+  /** The `Idempotency-Key` header; a body `id` takes its place when given (a different one is refused). */
   idempotencyKey?: string;
 }
 
@@ -42,6 +43,9 @@ const IdempotencyRecordSchema = z.object({ key: z.string(), fingerprint: z.strin
 export async function createVideo(deps: ApiDeps, ctx: CallContext, input: CreateVideoInput): Promise<CreateVideoResult> {
   const { manifest, config, store } = deps;
   const body = parseCreateVideoBody(createVideoBodySchema(manifest, config), input.body);
+  if (body.id !== undefined && input.idempotencyKey !== undefined && body.id !== input.idempotencyKey) {
+    throw new ValidationError('id and the Idempotency-Key header differ; send one, or the same value in both', 'id');
+  }
   const key = body.id ?? input.idempotencyKey;
   if (key !== undefined && (key.length === 0 || key.length > 256)) {
     throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
@@ -51,13 +55,14 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
 
   const id = body.id ?? (key !== undefined ? derivedJobId(ctx.tenant, key) : randomJobId());
   if (key !== undefined) {
-    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
-    if (replay) return replay;
-    // A client `id` already taken by a job made without that key: refuse before writing its inputs.
+    // A client `id` already taken by a job made without that key: refuse before writing anything,
+    // so that a refused request leaves no idempotency record behind to be replayed later.
     const taken = await readJob(store, ctx.tenant, id);
     if (taken && taken.job.idempotency_key !== key) {
       throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
     }
+    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
+    if (replay) return replay;
   }
 
   const now = (deps.now?.() ?? new Date()).toISOString();
@@ -113,6 +118,8 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
 /** The steps after job.json exists; repeated on an idempotent replay of a job still `starting`. */
 async function finishCreate(deps: ApiDeps, job: Job): Promise<void> {
   await deps.store.put(jobIndexKey(job.tenant, job.id, job.created_at), '');
+  // Before the task: a crash between the two leaves a job the reaper finds and queues.
+  await markJobActive(deps.store, job.tenant, job.id);
   const task: ChunkTask = { job: job.id, tenant: job.tenant, chunk: 0, enqueued_at: new Date().toISOString() };
   await deps.chunkQueue.send(JSON.stringify(task), { groupId: job.id, dedupId: chunkTaskDedupId(task) });
 }
@@ -149,6 +156,10 @@ async function claimIdempotencyKey(
   }
   const existing = await readJob(deps.store, ctx.tenant, id);
   if (!existing) return null;
+  // A replay returns only the job this key made (a record can outlive a request refused later).
+  if (existing.job.idempotency_key !== key) {
+    throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
+  }
   if (existing.job.status === 'starting') await finishCreate(deps, existing.job);
   return { job: summarizeJob(existing.job, ctx.baseUrl), created: false };
 }
@@ -228,7 +239,8 @@ export async function listVideos(
   ctx: CallContext,
   query: { limit?: string; cursor?: string },
 ): Promise<ListVideosResult> {
-  const limit = query.limit === undefined ? 20 : Number(query.limit);
+  // Decimal digits only: Number() would also take `1e1`, `0x10` and ` 5`.
+  const limit = query.limit === undefined ? 20 : /^\d{1,6}$/.test(query.limit) ? Number(query.limit) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > deps.config.maxPageSize) {
     throw new ValidationError(`limit must be an integer in [1, ${deps.config.maxPageSize}]`, 'limit');
   }
@@ -259,7 +271,7 @@ export interface CancelVideoResult {
   detail: string;
 }
 
-/** Asks the worker to stop at the next chunk boundary; a finished job is left as it is. */
+/** Asks the worker to stop at the next chunk boundary (or not to finalize); a finished job is left as it is. */
 export async function cancelVideo(deps: ApiDeps, ctx: CallContext, id: string): Promise<CancelVideoResult> {
   await loadJob(deps, ctx.tenant, id);
   const now = (deps.now?.() ?? new Date()).toISOString();
@@ -271,7 +283,7 @@ export async function cancelVideo(deps: ApiDeps, ctx: CallContext, id: string): 
   const job = updated.job;
   const detail = isTerminal(job.status)
     ? `video already ${job.status}; nothing to cancel`
-    : 'cancel requested; the video stops at the next chunk boundary';
+    : 'cancel requested; the video stops at the next chunk boundary and ends canceled (also when its last chunk is in flight: no outputs are attached)';
   return { job: summarizeJob(job, ctx.baseUrl), cancel_requested: !isTerminal(job.status) && job.cancel_requested, detail };
 }
 

@@ -1,3 +1,4 @@
+import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { FrameSizeError, PngDecodeError } from './errors.js';
 import { frameCount, frameToBytes, type FrameGeometry } from './raster.js';
@@ -26,6 +27,7 @@ export function pngToFrame(png: Uint8Array, g: FrameGeometry): Float32Array {
   if (bytes.length < 24 || bytes.toString('latin1', 12, 16) !== 'IHDR') throw new PngDecodeError();
   const [width, height] = [bytes.readUInt32BE(16), bytes.readUInt32BE(20)];
   if (width !== g.width || height !== g.height) throw new FrameSizeError(`${g.width}x${g.height}`, `${width}x${height}`);
+  assertBoundedInflate(bytes);
   let img: PNG;
   try {
     img = PNG.sync.read(bytes);
@@ -58,4 +60,55 @@ export function pngsToFrames(pngs: readonly Uint8Array[], g: FrameGeometry): Flo
   const out = new Float32Array(pngs.length * per);
   pngs.forEach((p, i) => out.set(pngToFrame(p, g), i * per));
   return out;
+}
+
+/** Bits per pixel of each PNG colour type, per bit of depth (grey, -, RGB, palette, grey+alpha, -, RGBA). */
+const SAMPLES: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+/** Adam7: [x start, y start, x step, y step] of each of the seven passes. */
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
+
+/**
+ * The most bytes the image data of a `width` x `height` PNG can inflate to: a filter byte plus the
+ * packed samples of each row, over the seven reduced images when interlaced.
+ */
+export function inflatedSizeBound(width: number, height: number, bitDepth: number, colorType: number, interlaced: boolean): number {
+  const bitsPerPixel = (SAMPLES[colorType] ?? 4) * bitDepth;
+  const rowBytes = (w: number) => (w === 0 ? 0 : 1 + Math.ceil((w * bitsPerPixel) / 8));
+  if (!interlaced) return height * rowBytes(width);
+  let total = 0;
+  for (const [x0, y0, dx, dy] of ADAM7) {
+    const w = Math.ceil(Math.max(0, width - x0) / dx);
+    const h = Math.ceil(Math.max(0, height - y0) / dy);
+    if (w > 0) total += h * rowBytes(w);
+  }
+  return total;
+}
+
+/**
+ * Inflates the IDAT stream with its output capped at what the header allows, before pngjs sees the
+ * file: pngjs inflates an interlaced image without a bound, so 2 MB of zlib data declaring 32x32
+ * could otherwise take gigabytes and seconds of a blocked event loop. More data than the header
+ * allows is refused as unreadable.
+ */
+function assertBoundedInflate(bytes: Buffer): void {
+  if (bytes.length < 33) throw new PngDecodeError();
+  const bitDepth = bytes[24];
+  const colorType = bytes[25];
+  const interlaced = bytes[28] === 1;
+  const bound = inflatedSizeBound(bytes.readUInt32BE(16), bytes.readUInt32BE(20), bitDepth, colorType, interlaced);
+  const idat: Buffer[] = [];
+  for (let at = 8; at + 8 <= bytes.length;) {
+    const length = bytes.readUInt32BE(at);
+    const type = bytes.toString('latin1', at + 4, at + 8);
+    if (at + 12 + length > bytes.length) break; // pngjs reports the truncation
+    if (type === 'IDAT') idat.push(bytes.subarray(at + 8, at + 8 + length));
+    if (type === 'IEND') break;
+    at += 12 + length;
+  }
+  try {
+    // maxOutputLength stops inflation as soon as the output passes the bound.
+    inflateSync(Buffer.concat(idat), { maxOutputLength: Math.max(1, bound) });
+  } catch (cause) {
+    throw new PngDecodeError({ cause });
+  }
 }

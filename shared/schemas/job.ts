@@ -71,6 +71,18 @@ export const JobOutputsSchema = z.object({
   gif: z.string().optional(),
 });
 
+/** A stored object the worker found damaged or missing and rebuilt, and from what. */
+export const JobRepairSchema = z.object({
+  /** Key below the job's folder, e.g. `cache/000003.kv` or `frames/000002-001.png`. */
+  object: z.string().min(1).max(256),
+  /** `clean_copy`: the chunk's lossless fp16 output (exact); `input`: the starting frames (exact); `png`: 8-bit frames (approximate, the last resort). */
+  from: z.enum(['clean_copy', 'input', 'png']),
+  /** True when the rebuild is approximate, so the rest of the video may differ from an undamaged run. */
+  lossy: z.boolean(),
+  at: TimestampSchema,
+});
+export type JobRepair = z.infer<typeof JobRepairSchema>;
+
 /** The job record, `jobs/{tenant}/{job}/job.json`; updated only by compare-and-swap on its ETag. */
 export const JobSchema = z.object({
   id: JobIdSchema,
@@ -91,5 +103,7 @@ export const JobSchema = z.object({
   cancel_requested_at: TimestampSchema.optional(),
   /** Client `id` or `Idempotency-Key`: a second create with it returns this job. */
   idempotency_key: z.string().min(1).max(256).optional(),
+  /** Damaged or missing objects rebuilt while the job ran (at most 100 kept). */
+  repairs: z.array(JobRepairSchema).max(100).optional(),
 });
 export type Job = z.infer<typeof JobSchema>;

@@ -16,6 +16,11 @@ export const WebhookEventSchema = z.object({
   job_id: JobIdSchema,
   tenant: TenantIdSchema,
   created_at: TimestampSchema,
+  /**
+   * Order of the event within its job: `start` 0, `output` of chunk k k+1, `completed` chunks_total+1.
+   * A retried event can arrive after a later one; receivers order by this, not by arrival.
+   */
+  sequence: z.int().nonnegative().optional(),
   /** For `output`: the chunk that was just written. */
   chunk: z.int().nonnegative().optional(),
   /** The body sent to the client: usually the public view of the job at the time of the event. */

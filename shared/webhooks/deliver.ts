@@ -97,7 +97,7 @@ export async function processWebhookMessage(deps: DeliveryDeps, body: string): P
     now: () => now,
   });
   const timestamp = Math.floor(now.getTime() / 1000);
-  const text = JSON.stringify({ type: msg.type, timestamp: now.toISOString(), data });
+  const text = JSON.stringify({ type: msg.type, ...(msg.sequence !== undefined ? { sequence: msg.sequence } : {}), timestamp: now.toISOString(), data });
   const headers = {
     'webhook-id': msg.id,
     'webhook-timestamp': String(timestamp),

@@ -24,6 +24,7 @@ export async function emitJobEvent(
     job_id: job.id,
     tenant: job.tenant,
     created_at: new Date().toISOString(),
+    sequence: webhookSequence(job, type, opts.chunk),
     ...(opts.chunk !== undefined ? { chunk: opts.chunk } : {}),
     payload: { job },
     attempt: 1,
@@ -34,6 +35,13 @@ export async function emitJobEvent(
     if (type === 'completed') throw err;
     console.warn(JSON.stringify({ msg: 'webhook event dropped', type, job: job.id, error: String(err) }));
   }
+}
+
+/** Per-job order of an event (see WebhookEventSchema.sequence): the same for every retry of it. */
+export function webhookSequence(job: Pick<Job, 'progress'>, type: WebhookEventType, chunk?: number): number {
+  if (type === 'start') return 0;
+  if (type === 'output') return (chunk ?? 0) + 1;
+  return job.progress.chunks_total + 1;
 }
 
 export type { WebhookEventType };

@@ -89,7 +89,7 @@ describe('Queues', () => {
 describe('Api', () => {
   it('every function runs Node 22 on arm64 with tracing, Powertools and the wiring env', () => {
     const fns = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(12);
+    expect(Object.keys(fns)).toHaveLength(13);
     for (const fn of Object.values(fns)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -99,6 +99,12 @@ describe('Api', () => {
       );
       expect(fn.Properties.Environment.Variables.MODEL_MANIFEST_PATH).toBe('/var/task/model/manifest.json');
     }
+  });
+
+  it('the stalled-job reaper runs every 5 minutes and may send chunk tasks', () => {
+    template.hasResourceProperties('AWS::Events::Rule', Match.objectLike({ ScheduleExpression: 'rate(5 minutes)' }));
+    const reaper = Object.entries(template.findResources('AWS::Lambda::Function')).find(([id]) => id.includes('ReapStalledJobs'));
+    expect(reaper?.[1].Properties.Environment.Variables.STALL_AFTER_SEC).toBe('600');
   });
 
   it('the three SQS consumers report partial batch failures', () => {

@@ -2,6 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelSession } from '../../gpu-worker/model-session.js';
+import { cleanCopyKey } from '../../gpu-worker/clean-copy.js';
 import { ChunkWorker } from '../../gpu-worker/worker.js';
 import { decodeSegment, encodeSegment } from '../../shared/cache/segment.js';
 import { readJob } from '../../shared/jobs/job-store.js';
@@ -67,7 +68,7 @@ describe('damaged cache segments', () => {
     for (let k = 0; k < CHUNKS; k++) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
   });
 
-  it('rebuilds a corrupt chunk segment from its stored frames, after its own window', async () => {
+  it('rebuilds a corrupt chunk segment from its clean copy, after its own window: the video is unchanged', async () => {
     const run = await runJob((dir, job, k) => {
       if (k !== 1) return;
       // Bit rot in segment 0's payload, found when chunk 2 reads its window.
@@ -78,8 +79,22 @@ describe('damaged cache segments', () => {
     });
     expect(run.done.status).toBe('succeeded');
     expect(run.done.progress.chunks_done).toBe(CHUNKS);
-    // The rewritten segment passes every check, and holds the K/V of chunk 0's (8-bit) frames: close
-    // to the original's, which came from the same frames before rounding.
+    // The rewritten segment is the lost one byte for byte, so every later chunk is the undamaged run's.
+    const key = cacheSegmentKey('tenant1', 'repair', 0);
+    expect(readFileSync(run.file(key)).equals(readFileSync(clean.file(key)))).toBe(true);
+    for (let k = 0; k < CHUNKS; k++) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
+    expect(run.done.repairs?.map((r) => [r.object, r.from, r.lossy])).toEqual([['cache/000000.kv', 'clean_copy', false]]);
+  });
+
+  it('falls back to the 8-bit frames when the clean copy is gone too, and says so in the job', async () => {
+    const run = await runJob((dir, job, k) => {
+      if (k !== 1) return;
+      rmSync(segmentFile(dir, job, 0));
+      rmSync(path.join(dir, 'store', ...cleanCopyKey(job, 0).split('/')));
+    });
+    expect(run.done.status).toBe('succeeded');
+    expect(run.done.repairs?.map((r) => [r.object, r.from, r.lossy])).toEqual([['cache/000000.kv', 'png', true]]);
+    // The K/V of the rounded frames: close to the original's, not equal.
     const m = model.manifest;
     const expect0 = { modelSha: m.onnx_sha256, job: 'repair', chunk: 0 };
     const rebuilt = decodeSegment(readFileSync(run.file(cacheSegmentKey('tenant1', 'repair', 0))), expect0).data;
@@ -87,7 +102,6 @@ describe('damaged cache segments', () => {
     const diff = maxDiff(rebuilt, original);
     expect(diff).toBeGreaterThan(0);
     expect(diff).toBeLessThan(0.1);
-    // Chunks made before the damage are untouched; the ones after it stay close to the undamaged video.
     for (const k of [0, 1]) expect(maxDiff(await run.frames(k), await clean.frames(k))).toBe(0);
     for (const k of [2, 3]) {
       const a = await run.frames(k), b = await clean.frames(k);
@@ -148,6 +162,7 @@ describe('damaged cache segments', () => {
     const run = await runJob((dir, job, k) => {
       if (k !== 0) return;
       rmSync(segmentFile(dir, job, 0));
+      rmSync(path.join(dir, 'store', ...cleanCopyKey(job, 0).split('/')));
       rmSync(path.join(dir, 'store', ...frameKey(job.tenant, job.id, 0, 2).split('/')));
     });
     expect(run.done.status).toBe('failed');
