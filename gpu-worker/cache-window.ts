@@ -23,11 +23,11 @@ import type { ObjectStore } from '../shared/store/object-store.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession, StepInput } from './model-session.js';
+import type { StepGraph, StepInput } from './model-session.js';
 
 export interface CacheDeps {
   store: ObjectStore;
-  model: ModelSession;
+  model: StepGraph;
 }
 
 /** An empty window: what the starting frames (or chunk 0 without them) are conditioned on. */
@@ -39,7 +39,7 @@ export const EMPTY_WINDOW: AssembledCache = { cache: new Float32Array(0), frames
  * `chunk`, at t = context_t; frames as they are when it is 0).
  */
 export async function cacheWritePass(
-  model: ModelSession, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledCache,
+  model: StepGraph, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledCache,
 ): Promise<KvData> {
   const m = model.manifest;
   const x = repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);

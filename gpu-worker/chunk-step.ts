@@ -27,14 +27,14 @@ import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession } from './model-session.js';
+import type { StepGraph } from './model-session.js';
 import type { WindowMemo } from './window-memo.js';
 
 export interface ChunkDeps {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
-  model: ModelSession;
+  model: StepGraph;
   /** Each job's cache window, kept for its next chunk; absent = always assemble from the store. */
   windowMemo?: WindowMemo;
 }

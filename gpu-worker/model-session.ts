@@ -33,8 +33,19 @@ export interface StepOutput {
 /** Which outputs a call needs: a denoising step needs only the prediction, the cache write only kv. */
 export type StepFetch = 'prediction' | 'kv';
 
+/**
+ * The step graph as the chunk step uses it: its manifest and one call. ModelSession runs the ONNX
+ * graph; bench/scale.ts hands in a stand-in of the paper's geometry with the same contract.
+ */
+export interface StepGraph {
+  readonly manifest: Manifest;
+  step(input: StepInput): Promise<StepOutput>;
+  step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
+  release(): Promise<void>;
+}
+
 /** The model as the pipeline sees it: its manifest and the step graph. */
-export class ModelSession {
+export class ModelSession implements StepGraph {
   /** Seconds spent inside the step graph, for the pipeline's overhead figures. */
   modelSeconds = 0;
   calls = 0;
