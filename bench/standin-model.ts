@@ -50,6 +50,7 @@ export function standInManifest(base: Manifest, g: Geometry, extra: Record<strin
     width: g.heads * g.headDim,
     tokens_per_frame: g.tokensPerFrame,
     kv_dtype: 'float16',
+    cache_dtype: process.env.SCALE_CACHE_DTYPE ?? 'float16',
     io: { ...base.io, inputs: { ...base.io.inputs, cache } },
   }, `${g.name} stand-in`);
 }

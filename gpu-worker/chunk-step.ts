@@ -8,7 +8,7 @@
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
  */
-import { advanceCacheWindow } from '../shared/cache/assemble.js';
+import { advanceCacheWindow, emptyWindow } from '../shared/cache/assemble.js';
 import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey } from '../shared/keys.js';
@@ -22,13 +22,13 @@ import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.j
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
-import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, stepAfter, writeSegment } from './cache-window.js';
+import { attentionShape, cacheWritePass, readWindow, stepAfter, writeSegment } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
 import type { StepGraph } from './model-session.js';
-import type { WindowMemo } from './window-memo.js';
+import { windowBytes, type WindowMemo } from './window-memo.js';
 
 export interface ChunkDeps {
   store: ObjectStore;
@@ -99,7 +99,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
       await writeSegment(deps, job, plan, k, firstFrame, kv);
-      deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
     })
     : Promise.resolve();
   const pngs = framesToPngs(clean, geometry(m));
@@ -166,9 +166,16 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
     return obj.body;
   }));
   const frames = pngsToFrames(pngs, geometry(model.manifest));
-  const kv = await cacheWritePass(model, job, plan, frames, PREFIX_CHUNK, 0, EMPTY_WINDOW);
+  const kv = await cacheWritePass(model, job, plan, frames, PREFIX_CHUNK, 0, emptyWindow(model.manifest.cache_dtype));
   await writeSegment(deps, job, plan, PREFIX_CHUNK, 0, kv);
-  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(EMPTY_WINDOW, kv, 0, plan.initFrames, model.manifest.p_max, attentionShape(model.manifest, plan)));
+  if (keepsWindow(deps, job, plan)) {
+    deps.windowMemo!.put(jobKey(job), advanceCacheWindow(emptyWindow(model.manifest.cache_dtype), kv, 0, plan.initFrames, model.manifest.p_max, attentionShape(model.manifest, plan)));
+  }
+}
+
+/** Whether this worker keeps the job's window for its next chunk; no window is advanced that would be dropped. */
+function keepsWindow(deps: ChunkDeps, job: Job, plan: JobPlan): boolean {
+  return deps.windowMemo?.keeps(windowBytes(deps.model.manifest, plan.rows), { job: job.id, model: deps.model.manifest.name, rows: plan.rows }) ?? false;
 }
 
 const jobKey = (job: Job) => `${job.tenant}/${job.id}`;

@@ -13,7 +13,7 @@ export interface StepInput {
   t: Float32Array; // [rows, F]
   labels: readonly number[]; // [rows]
   pos: number; // global index of x's first frame
-  cache: Float32Array; // [depth, 2, rows, N, heads, P, head_dim]: the manifest's cache_layout
+  cache: KvData; // [depth, 2, rows, N, heads, P, head_dim]: the manifest's cache_layout, in its cache_dtype
   cacheFrames: number; // P
   rows: number;
   frames: number; // F
@@ -97,11 +97,15 @@ export class ModelSession implements StepGraph {
     // The graph takes each layer's K and V as its own input: views into the one assembled buffer.
     const perInput = rows * m.tokens_per_frame * m.heads * P * m.head_dim;
     if (input.cache.length !== io.inputs.cache.length * perInput) {
-      throw new RangeError(`cache holds ${input.cache.length} floats, expected ${io.inputs.cache.length * perInput}`);
+      throw new RangeError(`cache holds ${input.cache.length} values, expected ${io.inputs.cache.length * perInput}`);
+    }
+    if ((input.cache instanceof Uint16Array) !== (m.cache_dtype === 'float16')) {
+      throw new TypeError(`the window is ${input.cache instanceof Uint16Array ? 'float16' : 'float32'}, the graph's cache inputs are ${m.cache_dtype}`);
     }
     io.inputs.cache.forEach((name, i) => {
       const view = input.cache.subarray(i * perInput, (i + 1) * perInput);
-      feeds[name] = new ort.Tensor('float32', view, [rows, m.tokens_per_frame, m.heads, P, m.head_dim]);
+      const dims = [rows, m.tokens_per_frame, m.heads, P, m.head_dim];
+      feeds[name] = view instanceof Uint16Array ? new ort.Tensor('float16', view, dims) : new ort.Tensor('float32', view, dims);
     });
     const started = performance.now();
     // Fetching one output spares copying the other (kv is ~100x a chunk's pixels) into JS memory.

@@ -8,14 +8,14 @@ import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { VisibilityHeartbeat } from './heartbeat.js';
 import { log } from './log.js';
 import { TaskProtection } from './task-protection.js';
-import { WindowMemo } from './window-memo.js';
+import { defaultWindowBudget, WindowMemo } from './window-memo.js';
 
 export interface WorkerOptions extends ChunkDeps {
   /** Visibility window of a received task; the heartbeat renews it at half this. Default 60 s. */
   visibilitySec?: number;
   /** Long-poll wait of one receive; also bounds how long close() waits for an idle loop. Default 2 s. */
   waitSec?: number;
-  /** Bytes of cache windows kept for jobs' next chunks (default 256 MiB; 0 = always assemble from the store). */
+  /** Bytes of cache windows kept for jobs' next chunks (default: from the manifest and the machine, defaultWindowBudget; 0 = always read from the store). */
   windowMemoBytes?: number;
   /** Release the ONNX session on close (when this worker owns it). */
   ownsModel?: boolean;
@@ -45,7 +45,7 @@ export class ChunkWorker {
   private readonly deps: ChunkDeps;
 
   constructor(private readonly opts: WorkerOptions) {
-    const memoBytes = opts.windowMemoBytes ?? 256 * 2 ** 20;
+    const memoBytes = opts.windowMemoBytes ?? defaultWindowBudget(opts.model.manifest);
     this.deps = { ...opts, windowMemo: memoBytes > 0 ? new WindowMemo(memoBytes) : undefined };
     this.visibilitySec = opts.visibilitySec ?? 60;
     this.heartbeat = new VisibilityHeartbeat(opts.chunkQueue, this.visibilitySec);
