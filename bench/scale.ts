@@ -20,7 +20,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { s3Client } from '../gpu-worker/adapters.js';
 import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
 import { ChunkWorker } from '../gpu-worker/worker.js';
 import { DEFAULT_API_CONFIG } from '../shared/api/config.js';
@@ -56,7 +57,7 @@ async function runConfig(cfg: Config, s3Port?: number) {
   let inner: ObjectStore;
   let client: S3Client | undefined;
   if (cfg.store === 's3-emulator') {
-    client = new S3Client({
+    client = s3Client({
       region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, forcePathStyle: true,
       credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
     });

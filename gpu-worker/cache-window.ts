@@ -31,7 +31,20 @@ export interface CacheDeps {
   model: StepGraph;
   /** This worker's segment writes still in flight; a read of one of them waits for it. */
   segmentWrites?: SegmentWrites;
+  /**
+   * Segments of at least this many bytes are stored after the chunk step returns (SegmentWrites);
+   * smaller ones, which take milliseconds, before the job advances. Default: never deferred.
+   */
+  deferSegmentBytes?: number;
+  /**
+   * How long a reader waits for a missing newest segment of a size that is stored in the background
+   * (another worker may still be storing it) before rebuilding it. Default 10 s.
+   */
+  segmentWaitMs?: number;
 }
+
+/** Whether segments of `bytes` are stored in the background (see CacheDeps.deferSegmentBytes). */
+export const defersSegment = (deps: CacheDeps, bytes: number) => deps.segmentWrites !== undefined && bytes >= (deps.deferSegmentBytes ?? Infinity);
 
 
 /**
@@ -152,7 +165,15 @@ async function readStored(
     throw err;
   }
   if (got.ok) return undefined;
-  if (got.missing) return { code: 'cache_missing', reason: 'missing' };
+  if (got.missing) {
+    // The newest segment may still be on its way from the worker that made the chunk before.
+    const segBytes = seg.frames * kvFrameShape(m, plan).reduce((a, b) => a * b, 1) * (m.kv_dtype === 'float16' ? 2 : 4);
+    const newest = seg.firstFrame + seg.frames === placement.window.firstFrame + placement.window.frames;
+    if (retry && newest && defersSegment(deps, segBytes) && await appears(deps.store, key, deps.segmentWaitMs ?? 10_000)) {
+      return readStored(deps, job, plan, seg, placement, false);
+    }
+    return { code: 'cache_missing', reason: 'missing' };
+  }
   if (retry) return readStored(deps, job, plan, seg, placement, false);
   return { code: 'cache_corrupt', reason: got.reason, etag: got.etag };
 }
@@ -175,7 +196,17 @@ async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: Seg
   return kv;
 }
 
-const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);
+/** Polls for `key` for up to `ms`; true once it exists. */
+async function appears(store: ObjectStore, key: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    if (await store.head(key)) return true;
+  }
+  return false;
+}
+
+export const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);
 
 function repeatRows(x: Float32Array, rows: number): Float32Array {
   if (rows === 1) return x;

@@ -22,7 +22,7 @@ import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.j
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
-import { attentionShape, cacheWritePass, readWindow, stepAfter, writeSegment } from './cache-window.js';
+import { attentionShape, cacheWritePass, defersSegment, readWindow, segmentKey, stepAfter, writeSegment, type CacheDeps } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
@@ -30,7 +30,7 @@ import { log } from './log.js';
 import type { StepGraph } from './model-session.js';
 import { windowBytes, type WindowMemo } from './window-memo.js';
 
-export interface ChunkDeps {
+export interface ChunkDeps extends CacheDeps {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
@@ -96,10 +96,14 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   // 5. Frames of this chunk, viewable while the job runs; encoded and stored while the t = 0 pass
   //    runs on the model's threads.
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
+  //    A large segment is stored in the background (the next chunk's model calls do not wait for
+  //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
-      await writeSegment(deps, job, plan, k, firstFrame, kv);
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
+      await deps.segmentWrites!.drain(); // at most one chunk's K/V waiting to be stored
+      deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
     })
     : Promise.resolve();
   const pngs = framesToPngs(clean, geometry(m));
