@@ -1,4 +1,4 @@
-import type { ObjectHead, ObjectStore, PutOptions, StoredObject } from '../shared/store/object-store.js';
+import { bodyLength, type ObjectHead, type ObjectStore, type PutBody, type PutOptions, type RangeRead, type StoredObject } from '../shared/store/object-store.js';
 
 /** An ObjectStore decorator that counts payload bytes read and written, for the benchmark. */
 export class CountingStore implements ObjectStore {
@@ -24,9 +24,15 @@ export class CountingStore implements ObjectStore {
     return this.inner.head(key);
   }
 
-  put(key: string, body: Buffer | Uint8Array | string, options?: PutOptions): Promise<{ etag: string }> {
-    this.written += typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  put(key: string, body: PutBody, options?: PutOptions): Promise<{ etag: string }> {
+    this.written += bodyLength(body);
     return this.inner.put(key, body, options);
+  }
+
+  async readRange(key: string, start: number, into: Uint8Array): Promise<RangeRead | null> {
+    const got = await this.inner.readRange(key, start, into);
+    this.read += got?.bytes ?? 0;
+    return got;
   }
 
   list(prefix: string): Promise<string[]> {

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { LocalQueue } from '../shared/queue/local-queue.js';
 import { SqsQueue } from '../shared/queue/sqs-queue.js';
@@ -39,10 +39,19 @@ export function awsAdapters(env: NodeJS.ProcessEnv = process.env): Adapters {
   };
   const sqs = new SQSClient({});
   return {
-    store: new S3Store({ client: new S3Client({}), bucket: need('BUCKET') }),
+    store: new S3Store({ client: s3Client(), bucket: need('BUCKET') }),
     chunkQueue: new SqsQueue({ client: sqs, queueUrl: need('CHUNK_QUEUE_URL') }),
     webhookQueue: new SqsQueue({ client: sqs, queueUrl: need('WEBHOOK_QUEUE_URL') }),
   };
+}
+
+/**
+ * The worker's S3 client. The SDK's default CRC32 of every upload and download is computed in
+ * JavaScript, a second pass over each cache segment (hundreds of MB at the paper's size) that its
+ * per-frame SHA-256 already covers; other objects are small and travel over TLS.
+ */
+export function s3Client(config: S3ClientConfig = {}): S3Client {
+  return new S3Client({ requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED', ...config });
 }
 
 export function adaptersFromEnv(env: NodeJS.ProcessEnv = process.env): Adapters {

@@ -9,9 +9,9 @@
  * a chunk's copy is gone too are its 8-bit PNG frames used (approximate; the job records it). A
  * segment written by another model, or one whose frames are gone too, fails the job with the reason.
  */
-import { assembleAttentionCache, planCacheRead, type AssembledCache, type SegmentInfo } from '../shared/cache/assemble.js';
-import { CacheError, ModelHashMismatchError, SegmentMismatchError } from '../shared/cache/errors.js';
-import { decodeSegment, encodeSegment, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
+import { allocateWindow, emptyWindow, placeFrames, planCacheRead, type AssembledWindow, type SegmentInfo } from '../shared/cache/assemble.js';
+import { ModelHashMismatchError } from '../shared/cache/errors.js';
+import { encodeSegmentParts, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, inputFrameKey, jobPrefix } from '../shared/keys.js';
 import { pngsToFrames } from '../shared/media/png.js';
 import { frameFloats, type Manifest } from '../shared/model/manifest.js';
@@ -23,15 +23,29 @@ import { chunkFramesForRebuild, recordRepair } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession, StepInput } from './model-session.js';
+import type { StepGraph, StepInput } from './model-session.js';
+import { readSegmentInto, type SegmentWrites } from './segment-io.js';
 
 export interface CacheDeps {
   store: ObjectStore;
-  model: ModelSession;
+  model: StepGraph;
+  /** This worker's segment writes still in flight; a read of one of them waits for it. */
+  segmentWrites?: SegmentWrites;
+  /**
+   * Segments of at least this many bytes are stored after the chunk step returns (SegmentWrites);
+   * smaller ones, which take milliseconds, before the job advances. Default: never deferred.
+   */
+  deferSegmentBytes?: number;
+  /**
+   * How long a reader waits for a missing newest segment of a size that is stored in the background
+   * (another worker may still be storing it) before rebuilding it. Default 10 s.
+   */
+  segmentWaitMs?: number;
 }
 
-/** An empty window: what the starting frames (or chunk 0 without them) are conditioned on. */
-export const EMPTY_WINDOW: AssembledCache = { cache: new Float32Array(0), frames: 0, firstFrame: 0 };
+/** Whether segments of `bytes` are stored in the background (see CacheDeps.deferSegmentBytes). */
+export const defersSegment = (deps: CacheDeps, bytes: number) => deps.segmentWrites !== undefined && bytes >= (deps.deferSegmentBytes ?? Infinity);
+
 
 /**
  * The cache-write pass: the K/V of clean `frames` ([n, C, H, W], starting at global frame
@@ -39,7 +53,7 @@ export const EMPTY_WINDOW: AssembledCache = { cache: new Float32Array(0), frames
  * `chunk`, at t = context_t; frames as they are when it is 0).
  */
 export async function cacheWritePass(
-  model: ModelSession, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledCache,
+  model: StepGraph, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledWindow,
 ): Promise<KvData> {
   const m = model.manifest;
   const x = repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);
@@ -51,7 +65,7 @@ export async function cacheWritePass(
  * One call of the step graph after `window`: `rows` rows of frames `x` ([rows, F, C, H, W]) that
  * start at global frame `firstFrame`, all at timestep `t` (a denoising step, or the cache-write pass).
  */
-export function stepAfter(window: AssembledCache, m: Manifest, plan: JobPlan, firstFrame: number, x: Float32Array, t: number, rows: number): StepInput {
+export function stepAfter(window: AssembledWindow, m: Manifest, plan: JobPlan, firstFrame: number, x: Float32Array, t: number, rows: number): StepInput {
   const frames = x.length / (rows * frameFloats(m));
   return {
     x, t: new Float32Array(rows * frames).fill(t), labels: plan.labels, pos: firstFrame,
@@ -62,18 +76,21 @@ export function stepAfter(window: AssembledCache, m: Manifest, plan: JobPlan, fi
 /** One frame's K/V as the graph emits and a segment stores it: [depth, 2, rows, tokens, width]. */
 const kvFrameShape = (m: Manifest, plan: JobPlan) => [m.depth, 2, plan.rows, m.tokens_per_frame, m.width] as const;
 
-/** Stores segment `chunk` once (write-once: an existing one is an earlier attempt's identical bytes). */
+/**
+ * Stores segment `chunk` once (write-once: an existing one is an earlier attempt's identical bytes):
+ * the header and the K/V as they are, each frame hashed once.
+ */
 export async function writeSegment(
   deps: CacheDeps, job: Job, plan: JobPlan, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
 ): Promise<void> {
   const m = deps.model.manifest;
   const frameShape = kvFrameShape(m, plan);
   const frames = kv.length / frameShape.reduce((a, b) => a * b, 1);
-  const body = encodeSegment(kv, { modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame, shape: [frames, ...frameShape] }, m.kv_dtype);
+  const { header, payload } = await encodeSegmentParts(kv, { modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame, shape: [frames, ...frameShape] }, m.kv_dtype);
   // A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
   const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
   try {
-    await deps.store.put(segmentKey(job, chunk), body, { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
+    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
   } catch (err) {
     // Someone else wrote (or repaired) it first: the same pass over the same frames, the same bytes.
     if (!(err instanceof PreconditionFailedError)) throw err;
@@ -82,9 +99,10 @@ export async function writeSegment(
 
 /**
  * The window of K/V before global frame `endFrame` (at most P_max frames), in the step graph's
- * layout, read from the newest segments covering it; a damaged segment is rebuilt (see top).
+ * layout and dtype, read from the newest segments covering it: each segment's needed frames
+ * straight into their slots; a damaged segment is rebuilt (see top).
  */
-export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<AssembledCache> {
+export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<AssembledWindow> {
   const m = deps.model.manifest;
   const available: SegmentInfo[] = [];
   if (plan.initFrames > 0) available.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
@@ -94,14 +112,31 @@ export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFr
     available.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
   }
   const readPlan = planCacheRead(available, m.p_max, { endFrame, startFrame: available[0]?.firstFrame ?? endFrame });
-  const stored = await Promise.all(readPlan.segments.map((seg) => readStored(deps, job, plan, seg)));
+  const shape = attentionShape(m, plan);
+  const window = allocateWindow(readPlan.frames, readPlan.firstFrame, shape, m.cache_dtype);
+  const placements = readPlan.segments.map((seg, i) => {
+    const from = i === 0 ? readPlan.skipFrames : 0;
+    return { window, shape, from, count: seg.frames - from, g0: seg.firstFrame + from };
+  });
+  // Two segments at a time: each holds one segment's frames while they are verified and placed.
+  const results: Damage[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < readPlan.segments.length) {
+      const i = next++;
+      const damage = await readStored(deps, job, plan, readPlan.segments[i], placements[i]);
+      if (damage) results[i] = damage;
+    }
+  };
+  await Promise.all([lane(), lane()]);
   // Damaged ones are rebuilt oldest first, so each rebuild's own window reads the ones before it repaired.
-  const data: KvData[] = [];
   for (const [i, seg] of readPlan.segments.entries()) {
-    const got = stored[i];
-    data.push('kv' in got ? got.kv : await rebuildSegment(deps, job, plan, seg, got.damage));
+    if (!results[i]) continue;
+    const kv = await rebuildSegment(deps, job, plan, seg, results[i]);
+    const p = placements[i];
+    placeFrames(window, kv, p.from, p.count, p.g0, shape);
   }
-  return assembleAttentionCache(readPlan, data, attentionShape(m, plan));
+  return window;
 }
 
 /** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
@@ -110,29 +145,37 @@ export const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth *
 interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag?: string }
 
 /**
- * Segment `seg`'s K/V as stored, if it passes every check; else what is wrong with it. A segment
- * that fails is read once more before it counts as damaged, so a read cut short in transit never
- * gets a good segment replaced.
+ * Reads segment `seg` into its place in the window if it passes every check; else says what is
+ * wrong with it. A segment that fails is read once more before it counts as damaged, so a read cut
+ * short in transit never gets a good segment replaced; one this worker is still writing is waited for.
  */
-async function readStored(deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, retry = true): Promise<{ kv: KvData } | { damage: Damage }> {
+async function readStored(
+  deps: CacheDeps, job: Job, plan: JobPlan, seg: SegmentInfo, placement: Parameters<typeof readSegmentInto>[3], retry = true,
+): Promise<Damage | undefined> {
   const m = deps.model.manifest;
   const key = segmentKey(job, seg.chunk);
-  const obj = await deps.store.get(key);
-  if (!obj) return { damage: { code: 'cache_missing', reason: 'missing' } };
+  await deps.segmentWrites?.settle(key);
+  let got;
   try {
-    const { meta, data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: kvFrameShape(m, plan) });
-    if (meta.shape[0] !== seg.frames || meta.firstFrame !== seg.firstFrame) {
-      throw new SegmentMismatchError('shape', `${seg.frames} frames from frame ${seg.firstFrame}`, `${meta.shape[0]} frames from frame ${meta.firstFrame}`);
-    }
-    return { kv: data };
+    got = await readSegmentInto(deps.store, key, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: kvFrameShape(m, plan), frames: seg.frames, firstFrame: seg.firstFrame }, placement);
   } catch (err) {
     if (err instanceof ModelHashMismatchError) {
       throw new ChunkFailure('model_mismatch', `cache segment ${key} was made by another model (${err.actual}); this worker serves ${err.expected}`, err);
     }
-    if (!(err instanceof CacheError)) throw err;
-    if (retry) return readStored(deps, job, plan, seg, false);
-    return { damage: { code: 'cache_corrupt', reason: err.message, etag: obj.etag } };
+    throw err;
   }
+  if (got.ok) return undefined;
+  if (got.missing) {
+    // The newest segment may still be on its way from the worker that made the chunk before.
+    const segBytes = seg.frames * kvFrameShape(m, plan).reduce((a, b) => a * b, 1) * (m.kv_dtype === 'float16' ? 2 : 4);
+    const newest = seg.firstFrame + seg.frames === placement.window.firstFrame + placement.window.frames;
+    if (retry && newest && defersSegment(deps, segBytes) && await appears(deps.store, key, deps.segmentWaitMs ?? 10_000)) {
+      return readStored(deps, job, plan, seg, placement, false);
+    }
+    return { code: 'cache_missing', reason: 'missing' };
+  }
+  if (retry) return readStored(deps, job, plan, seg, placement, false);
+  return { code: 'cache_corrupt', reason: got.reason, etag: got.etag };
 }
 
 /** Recomputes a damaged segment from the frames it was made from, after its own window, and stores it. */
@@ -159,7 +202,7 @@ async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: Seg
   const lossy = source.from === 'png';
   log.warn(`cache segment damaged; rebuilding it from ${lossy ? 'its 8-bit frames (last resort: approximate)' : source.from === 'input' ? 'the starting frames' : 'the clean copy'}`,
     { job: job.id, chunk: seg.chunk, reason: damage.reason });
-  const window = seg.chunk === PREFIX_CHUNK ? EMPTY_WINDOW : await readWindow(deps, job, plan, seg.firstFrame);
+  const window = seg.chunk === PREFIX_CHUNK ? emptyWindow(deps.model.manifest.cache_dtype) : await readWindow(deps, job, plan, seg.firstFrame);
   const kv = await cacheWritePass(deps.model, job, plan, source.frames, seg.chunk, seg.firstFrame, window);
   await writeSegment(deps, job, plan, seg.chunk, seg.firstFrame, kv, { replace: damage.etag });
   await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: source.from, lossy });
@@ -168,19 +211,33 @@ async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: Seg
 
 /**
  * Reads every segment of the job and rebuilds the damaged or missing ones: run when the job
- * finishes, because a worker that kept its window in memory never read them back.
+ * finishes, because a worker that kept its window in memory never read them back. Each segment is
+ * read into a scratch window of its own size, one at a time.
  */
 export async function verifySegments(deps: CacheDeps, job: Job, plan: JobPlan): Promise<void> {
+  const m = deps.model.manifest;
+  const shape = attentionShape(m, plan);
   const segments: SegmentInfo[] = [];
   if (plan.initFrames > 0) segments.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
   for (let j = 0; j + 1 < plan.chunksTotal; j++) segments.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
   for (const seg of segments) {
-    const got = await readStored(deps, job, plan, seg);
-    if ('damage' in got) await rebuildSegment(deps, job, plan, seg, got.damage);
+    const window = allocateWindow(seg.frames, seg.firstFrame, shape, m.cache_dtype);
+    const damage = await readStored(deps, job, plan, seg, { window, shape, from: 0, count: seg.frames, g0: seg.firstFrame });
+    if (damage) await rebuildSegment(deps, job, plan, seg, damage);
   }
 }
 
-const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);
+/** Polls for `key` for up to `ms`; true once it exists. */
+async function appears(store: ObjectStore, key: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    if (await store.head(key)) return true;
+  }
+  return false;
+}
+
+export const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);
 
 function repeatRows(x: Float32Array, rows: number): Float32Array {
   if (rows === 1) return x;

@@ -8,7 +8,7 @@
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
  */
-import { advanceCacheWindow } from '../shared/cache/assemble.js';
+import { advanceCacheWindow, emptyWindow } from '../shared/cache/assemble.js';
 import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey, streamSegmentKey } from '../shared/keys.js';
@@ -24,19 +24,19 @@ import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { assertEarlierFramesKept, f16Precision, writeCleanCopy } from './clean-copy.js';
-import { attentionShape, cacheWritePass, EMPTY_WINDOW, readWindow, stepAfter, writeSegment } from './cache-window.js';
+import { attentionShape, cacheWritePass, defersSegment, readWindow, segmentKey, stepAfter, writeSegment, type CacheDeps } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession } from './model-session.js';
-import type { WindowMemo } from './window-memo.js';
+import type { StepGraph } from './model-session.js';
+import { windowBytes, type WindowMemo } from './window-memo.js';
 
-export interface ChunkDeps {
+export interface ChunkDeps extends CacheDeps {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
-  model: ModelSession;
+  model: StepGraph;
   /** Each job's cache window, kept for its next chunk; absent = always assemble from the store. */
   windowMemo?: WindowMemo;
 }
@@ -103,10 +103,14 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   // 5. Frames of this chunk, viewable while the job runs; encoded and stored while the t = 0 pass
   //    runs on the model's threads.
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
+  //    A large segment is stored in the background (the next chunk's model calls do not wait for
+  //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
-      await writeSegment(deps, job, plan, k, firstFrame, kv);
-      deps.windowMemo?.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
+      await deps.segmentWrites!.drain(); // at most one chunk's K/V waiting to be stored
+      deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
     })
     : Promise.resolve();
   //    The chunk is also one HLS media segment, so a viewer can watch the video as it grows
@@ -188,9 +192,16 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
     return obj.body;
   }));
   const frames = pngsToFrames(pngs, geometry(model.manifest));
-  const kv = await cacheWritePass(model, job, plan, frames, PREFIX_CHUNK, 0, EMPTY_WINDOW);
+  const kv = await cacheWritePass(model, job, plan, frames, PREFIX_CHUNK, 0, emptyWindow(model.manifest.cache_dtype));
   await writeSegment(deps, job, plan, PREFIX_CHUNK, 0, kv);
-  deps.windowMemo?.put(jobKey(job), advanceCacheWindow(EMPTY_WINDOW, kv, 0, plan.initFrames, model.manifest.p_max, attentionShape(model.manifest, plan)));
+  if (keepsWindow(deps, job, plan)) {
+    deps.windowMemo!.put(jobKey(job), advanceCacheWindow(emptyWindow(model.manifest.cache_dtype), kv, 0, plan.initFrames, model.manifest.p_max, attentionShape(model.manifest, plan)));
+  }
+}
+
+/** Whether this worker keeps the job's window for its next chunk; no window is advanced that would be dropped. */
+function keepsWindow(deps: ChunkDeps, job: Job, plan: JobPlan): boolean {
+  return deps.windowMemo?.keeps(windowBytes(deps.model.manifest, plan.rows), { job: job.id, model: deps.model.manifest.name, rows: plan.rows }) ?? false;
 }
 
 const jobKey = (job: Job) => `${job.tenant}/${job.id}`;

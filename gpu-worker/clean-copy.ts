@@ -21,11 +21,11 @@ import type { ObjectStore } from '../shared/store/object-store.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { ModelSession } from './model-session.js';
+import type { StepGraph } from './model-session.js';
 
 export interface CleanCopyDeps {
   store: ObjectStore;
-  model: ModelSession;
+  model: Pick<StepGraph, 'manifest'>;
 }
 
 const MAGIC = 'CA2VDMF1';

@@ -2,7 +2,8 @@
  * The GPU worker process. Environment:
  *   STORE=local|s3 (default local), DATA_DIR (local, default .data), BUCKET, CHUNK_QUEUE_URL,
  *   WEBHOOK_QUEUE_URL (s3), MODEL_DIR (default model/artifacts/balls32-v1), ORT_PROVIDER=cpu|cuda,
- *   VISIBILITY_SEC (default 60), ORT_THREADS.
+ *   VISIBILITY_SEC (default 60), ORT_THREADS, WINDOW_MEMO_BYTES (default from the manifest and the
+ *   machine), DEFER_SEGMENT_BYTES (segments this large are stored while the next chunk runs; 8 MiB).
  * `--self-check` loads the model, runs one denoising step and exits 0 (the image's health proof).
  * SIGTERM/SIGINT: stop taking tasks, finish the chunk in flight, exit.
  */
@@ -25,7 +26,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const worker = new ChunkWorker({ ...adaptersFromEnv(), model, ownsModel: true,
-    visibilitySec: Number(process.env.VISIBILITY_SEC ?? 60), waitSec: process.env.STORE === 's3' ? 20 : 2 });
+    visibilitySec: Number(process.env.VISIBILITY_SEC ?? 60), waitSec: process.env.STORE === 's3' ? 20 : 2,
+    windowMemoBytes: process.env.WINDOW_MEMO_BYTES ? Number(process.env.WINDOW_MEMO_BYTES) : undefined,
+    deferSegmentBytes: process.env.DEFER_SEGMENT_BYTES ? Number(process.env.DEFER_SEGMENT_BYTES) : undefined });
   const stop = (signal: string) => {
     log.info('draining', { signal });
     void worker.close();

@@ -13,7 +13,7 @@ export interface StepInput {
   t: Float32Array; // [rows, F]
   labels: readonly number[]; // [rows]
   pos: number; // global index of x's first frame
-  cache: Float32Array; // [depth, 2, rows, N, heads, P, head_dim]: the manifest's cache_layout
+  cache: KvData; // [depth, 2, rows, N, heads, P, head_dim]: the manifest's cache_layout, in its cache_dtype
   cacheFrames: number; // P
   rows: number;
   frames: number; // F
@@ -33,8 +33,19 @@ export interface StepOutput {
 /** Which outputs a call needs: a denoising step needs only the prediction, the cache write only kv. */
 export type StepFetch = 'prediction' | 'kv';
 
+/**
+ * The step graph as the chunk step uses it: its manifest and one call. ModelSession runs the ONNX
+ * graph; bench/scale.ts hands in a stand-in of the paper's geometry with the same contract.
+ */
+export interface StepGraph {
+  readonly manifest: Manifest;
+  step(input: StepInput): Promise<StepOutput>;
+  step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
+  release(): Promise<void>;
+}
+
 /** The model as the pipeline sees it: its manifest and the step graph. */
-export class ModelSession {
+export class ModelSession implements StepGraph {
   /** Seconds spent inside the step graph, for the pipeline's overhead figures. */
   modelSeconds = 0;
   calls = 0;
@@ -86,11 +97,15 @@ export class ModelSession {
     // The graph takes each layer's K and V as its own input: views into the one assembled buffer.
     const perInput = rows * m.tokens_per_frame * m.heads * P * m.head_dim;
     if (input.cache.length !== io.inputs.cache.length * perInput) {
-      throw new RangeError(`cache holds ${input.cache.length} floats, expected ${io.inputs.cache.length * perInput}`);
+      throw new RangeError(`cache holds ${input.cache.length} values, expected ${io.inputs.cache.length * perInput}`);
+    }
+    if ((input.cache instanceof Uint16Array) !== (m.cache_dtype === 'float16')) {
+      throw new TypeError(`the window is ${input.cache instanceof Uint16Array ? 'float16' : 'float32'}, the graph's cache inputs are ${m.cache_dtype}`);
     }
     io.inputs.cache.forEach((name, i) => {
       const view = input.cache.subarray(i * perInput, (i + 1) * perInput);
-      feeds[name] = new ort.Tensor('float32', view, [rows, m.tokens_per_frame, m.heads, P, m.head_dim]);
+      const dims = [rows, m.tokens_per_frame, m.heads, P, m.head_dim];
+      feeds[name] = view instanceof Uint16Array ? new ort.Tensor('float16', view, dims) : new ort.Tensor('float32', view, dims);
     });
     const started = performance.now();
     // Fetching one output spares copying the other (kv is ~100x a chunk's pixels) into JS memory.

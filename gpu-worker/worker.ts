@@ -8,15 +8,24 @@ import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { VisibilityHeartbeat } from './heartbeat.js';
 import { log } from './log.js';
 import { TaskProtection } from './task-protection.js';
-import { WindowMemo } from './window-memo.js';
+import { SegmentWrites } from './segment-io.js';
+import { defaultWindowBudget, WindowMemo } from './window-memo.js';
+
+/**
+ * Segments this large are stored off the critical path. Smaller ones take milliseconds, and storing
+ * them before the job advances keeps a crash at any instant from costing a rebuild.
+ */
+export const DEFER_SEGMENT_BYTES = 8 * 2 ** 20;
 
 export interface WorkerOptions extends ChunkDeps {
   /** Visibility window of a received task; the heartbeat renews it at half this. Default 60 s. */
   visibilitySec?: number;
   /** Long-poll wait of one receive; also bounds how long close() waits for an idle loop. Default 2 s. */
   waitSec?: number;
-  /** Bytes of cache windows kept for jobs' next chunks (default 256 MiB; 0 = always assemble from the store). */
+  /** Bytes of cache windows kept for jobs' next chunks (default: from the manifest and the machine, defaultWindowBudget; 0 = always read from the store). */
   windowMemoBytes?: number;
+  /** Segments of at least this many bytes are stored while the next chunk runs (default 8 MiB; Infinity = never). */
+  deferSegmentBytes?: number;
   /** Release the ONNX session on close (when this worker owns it). */
   ownsModel?: boolean;
   protection?: TaskProtection;
@@ -43,10 +52,16 @@ export class ChunkWorker {
   private readonly visibilitySec: number;
   private readonly protection: TaskProtection;
   private readonly deps: ChunkDeps;
+  private readonly segmentWrites = new SegmentWrites();
 
   constructor(private readonly opts: WorkerOptions) {
-    const memoBytes = opts.windowMemoBytes ?? 256 * 2 ** 20;
-    this.deps = { ...opts, windowMemo: memoBytes > 0 ? new WindowMemo(memoBytes) : undefined };
+    const memoBytes = opts.windowMemoBytes ?? defaultWindowBudget(opts.model.manifest);
+    this.deps = {
+      ...opts,
+      windowMemo: memoBytes > 0 ? new WindowMemo(memoBytes) : undefined,
+      segmentWrites: this.segmentWrites,
+      deferSegmentBytes: opts.deferSegmentBytes ?? DEFER_SEGMENT_BYTES,
+    };
     this.visibilitySec = opts.visibilitySec ?? 60;
     this.heartbeat = new VisibilityHeartbeat(opts.chunkQueue, this.visibilitySec);
     this.protection = opts.protection ?? new TaskProtection();
@@ -63,6 +78,7 @@ export class ChunkWorker {
     this.closing ??= (async () => {
       this.stopped = true;
       try { await this.running; } catch (error) { log.error('worker loop failed', { error: String(error) }); }
+      try { await this.segmentWrites.drain(); } catch (error) { log.error('segment writes failed', { error: String(error) }); }
       try { this.heartbeat.close(); } catch { /* timers only */ }
       if (this.opts.ownsModel) {
         try { await this.opts.model.release(); } catch (error) { log.warn('model release failed', { error: String(error) }); }

@@ -15,20 +15,23 @@ import { f16ToF32, f32ToF16 } from './f16.js';
 /**
  * Cache segment: the K/V one chunk added, as stored at jobs/{tenant}/{job}/cache/{k}.kv.
  *
- * Layout, little-endian:
+ * Layout, little-endian (version 2, written now):
  *   magic "CA2VDMKV" (8) | version u16 | dtype u8 (1 f16, 2 f32) | ndim u8 | shape u32 x ndim
  *   | model SHA-256 (32 raw bytes) | job: u16 length + utf8 | chunk i32 (-1 = prefix)
- *   | first frame u32 | payload bytes u64 | payload SHA-256 (32) | header SHA-256 (32) | payload
- * The header hash covers every header byte before it (payload hash included), so one check vouches
- * for the identity fields and the payload hash; identity is then compared before the payload is
- * hashed, so a misplaced segment fails cheaply. Payload: row-major [F, depth, 2, B, N, width].
+ *   | first frame u32 | payload bytes u64 | SHA-256 of each frame's bytes (32 x F)
+ *   | header SHA-256 (32) | payload
+ * Version 1 (still read) has one SHA-256 of the whole payload where version 2 has one per frame.
+ * The header hash covers every header byte before it (the frame hashes included), so one check
+ * vouches for the identity fields and every frame's hash; identity is then compared before any
+ * payload is read, so a misplaced segment fails cheaply. Payload: row-major
+ * [F, depth, 2, B, N, width], frames outermost, so a reader fetches and verifies only the frames its
+ * window needs (a byte range), each as it arrives. A later version (a second cache, say) adds its
+ * fields before the header hash and a new version number; readers reject versions they do not know.
  */
 
-// Payload bytes are the host's typed-array bytes; every platform Node ships for is little-endian.
-if (endianness() !== 'LE') throw new Error('cache segment codec assumes a little-endian host');
-
 export const SEGMENT_MAGIC = Buffer.from('CA2VDMKV', 'ascii');
-export const SEGMENT_VERSION = 1;
+export const SEGMENT_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 /** Chunk index of the segment holding the job's starting frames. */
 export const PREFIX_CHUNK = -1;
 const MAX_JOB_BYTES = 1024;
@@ -54,7 +57,12 @@ export interface SegmentHeader extends SegmentMeta {
   dtype: SegmentDtype;
   headerBytes: number;
   payloadBytes: number;
-  payloadSha: Buffer;
+  /** Bytes of one frame's K/V; frame f is at headerBytes + f * frameBytes. */
+  frameBytes: number;
+  /** Version 2: SHA-256 of each frame. */
+  frameShas?: Buffer[];
+  /** Version 1: SHA-256 of the whole payload. */
+  payloadSha?: Buffer;
 }
 
 export interface DecodedSegment {
@@ -85,6 +93,26 @@ export type KvData = Float32Array | Uint16Array;
  * floats, or fp16 bits already (a Uint16Array, as the step graph emits them), stored as they are.
  */
 export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Buffer {
+  const payload = segmentPayload(data, meta, dtype);
+  const frameBytes = payload.byteLength / meta.shape[0];
+  const shas = Array.from({ length: meta.shape[0] }, (_, f) => sha256(payload.subarray(f * frameBytes, (f + 1) * frameBytes)));
+  const header = encodeSegmentHeader(meta, dtype, shas);
+  return Buffer.concat([header, payload]);
+}
+
+/**
+ * The segment as two parts to store one after the other, the payload a view of `data` (fp16 bits or
+ * floats stored as they are) rather than a copy; each frame is hashed once, off the event loop.
+ */
+export async function encodeSegmentParts(data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Promise<{ header: Buffer; payload: Buffer }> {
+  const payload = segmentPayload(data, meta, dtype);
+  const frameBytes = payload.byteLength / meta.shape[0];
+  const shas = await Promise.all(Array.from({ length: meta.shape[0] }, (_, f) => sha256Async(payload.subarray(f * frameBytes, (f + 1) * frameBytes))));
+  return { header: encodeSegmentHeader(meta, dtype, shas), payload };
+}
+
+/** Checks `meta` and `data` and returns the payload bytes (a view where the stored type is `data`'s own). */
+function segmentPayload(data: KvData, meta: SegmentMeta, dtype: SegmentDtype): Buffer {
   if (data instanceof Uint16Array && dtype !== 'float16') throw new RangeError('encodeSegment: fp16 bits can only be stored as float16');
   const { shape } = meta;
   if (shape.length !== 6 || shape[2] !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0 && d <= 0xffffffff)) {
@@ -92,6 +120,16 @@ export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDty
   }
   const count = shape.reduce((a, b) => a * b, 1);
   if (data.length !== count) throw new RangeError(`segment data has ${data.length} floats, shape needs ${count}`);
+  return data instanceof Uint16Array
+    ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    : dtype === 'float16'
+    ? Buffer.from(f32ToF16(data).buffer)
+    : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** The version-2 header of a segment of `meta` whose frames hash to `frameShas`. */
+function encodeSegmentHeader(meta: SegmentMeta, dtype: SegmentDtype, frameShas: readonly Uint8Array[]): Buffer {
+  const { shape } = meta;
   if (!/^[0-9a-f]{64}$/.test(meta.modelSha)) throw new RangeError('modelSha must be 64 lower-case hex digits');
   const job = Buffer.from(meta.job, 'utf8');
   if (job.length === 0 || job.length > MAX_JOB_BYTES) throw new RangeError('job id must be 1-1024 utf8 bytes');
@@ -101,15 +139,9 @@ export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDty
   if (!Number.isInteger(meta.firstFrame) || meta.firstFrame < 0 || meta.firstFrame > 0xffffffff) {
     throw new RangeError(`firstFrame must be a u32, got ${meta.firstFrame}`);
   }
-
-  const payload =
-    data instanceof Uint16Array
-      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-      : dtype === 'float16'
-      ? Buffer.from(f32ToF16(data).buffer)
-      : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const headerBytes = 8 + 2 + 1 + 1 + 4 * 6 + 32 + 2 + job.length + 4 + 4 + 8 + 32 + 32;
-  const out = Buffer.alloc(headerBytes + payload.length);
+  const payloadBytes = shape.reduce((a, b) => a * b, 1) * (dtype === 'float16' ? 2 : 4);
+  const headerBytes = 8 + 2 + 1 + 1 + 4 * 6 + 32 + 2 + job.length + 4 + 4 + 8 + 32 * frameShas.length + 32;
+  const out = Buffer.alloc(headerBytes);
   let o = SEGMENT_MAGIC.copy(out, 0);
   o = out.writeUInt16LE(SEGMENT_VERSION, o);
   o = out.writeUInt8(DTYPE_CODES[dtype], o);
@@ -120,11 +152,22 @@ export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDty
   o += job.copy(out, o);
   o = out.writeInt32LE(meta.chunk, o);
   o = out.writeUInt32LE(meta.firstFrame, o);
-  o = out.writeBigUInt64LE(BigInt(payload.length), o);
-  o += sha256(payload).copy(out, o);
-  o += sha256(out.subarray(0, o)).copy(out, o);
-  payload.copy(out, o);
+  o = out.writeBigUInt64LE(BigInt(payloadBytes), o);
+  for (const h of frameShas) o += Buffer.from(h.buffer, h.byteOffset, h.byteLength).copy(out, o);
+  sha256(out.subarray(0, o)).copy(out, o);
   return out;
+}
+
+/** SHA-256 on libuv's thread pool (WebCrypto), so hashing a large payload never blocks the event loop. */
+export async function sha256Async(bytes: Uint8Array): Promise<Buffer> {
+  return Buffer.from(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+}
+
+/** Throws ChecksumMismatchError unless `bytes` are frame `f` of the segment `meta` describes (version 2). */
+export async function verifySegmentFrame(meta: SegmentHeader, f: number, bytes: Uint8Array): Promise<void> {
+  if (!meta.frameShas) throw new RangeError('verifySegmentFrame: a version-1 segment has no frame hashes');
+  if (bytes.byteLength !== meta.frameBytes) throw new SegmentTruncatedError(meta.frameBytes, bytes.byteLength);
+  if (!(await sha256Async(bytes)).equals(meta.frameShas[f])) throw new ChecksumMismatchError('payload');
 }
 
 /** Parses and verifies the header alone (its own hash), e.g. from a ranged read of the first bytes. */
@@ -137,7 +180,7 @@ export function decodeSegmentHeader(buf: Uint8Array): SegmentHeader {
   if (!b.subarray(0, SEGMENT_MAGIC.length).equals(SEGMENT_MAGIC)) throw new BadMagicError();
   need(12);
   const version = b.readUInt16LE(8);
-  if (version !== SEGMENT_VERSION) throw new UnsupportedVersionError(version);
+  if (!READABLE_VERSIONS.includes(version)) throw new UnsupportedVersionError(version);
   const code = b.readUInt8(10);
   const dtype = (Object.keys(DTYPE_CODES) as SegmentDtype[]).find((k) => DTYPE_CODES[k] === code);
   const ndim = b.readUInt8(11);
@@ -149,15 +192,17 @@ export function decodeSegmentHeader(buf: Uint8Array): SegmentHeader {
   o += 32;
   const jobLen = b.readUInt16LE(o);
   o += 2;
-  need(o + jobLen + 4 + 4 + 8 + 32 + 32);
+  // Version 2 has one hash per frame: shape[0] of them (ndim is checked below, after the hash).
+  const hashes = version === 1 ? 1 : (ndim > 0 ? shape[0] : 0);
+  need(o + jobLen + 4 + 4 + 8 + 32 * hashes + 32);
   const job = b.toString('utf8', o, o + jobLen);
   o += jobLen;
   const chunk = b.readInt32LE(o);
   const firstFrame = b.readUInt32LE(o + 4);
   const payloadBig = b.readBigUInt64LE(o + 8);
   o += 16;
-  const payloadSha = Buffer.from(b.subarray(o, o + 32));
-  o += 32;
+  const shas = Array.from({ length: hashes }, (_, i) => Buffer.from(b.subarray(o + 32 * i, o + 32 * (i + 1))));
+  o += 32 * hashes;
   // Hash before trusting any field: a flipped bit in the shape or job must read as corruption.
   if (!sha256(b.subarray(0, o)).equals(b.subarray(o, o + 32))) throw new ChecksumMismatchError('header');
   o += 32;
@@ -172,12 +217,35 @@ export function decodeSegmentHeader(buf: Uint8Array): SegmentHeader {
     throw new SegmentMalformedError(`payload length ${payloadBig} does not match shape [${shape}]`);
   }
   const kvShape = shape as unknown as KvShape;
-  return { version, dtype, shape: kvShape, modelSha, job, chunk, firstFrame, headerBytes: o, payloadBytes, payloadSha };
+  const frameBytes = payloadBytes / shape[0];
+  const hashed = version === 1 ? { payloadSha: shas[0] } : { frameShas: shas };
+  return { version, dtype, shape: kvShape, modelSha, job, chunk, firstFrame, headerBytes: o, payloadBytes, frameBytes, ...hashed };
 }
 
 /** Parses, verifies (header, identity, payload) and widens a segment to float32. */
 export function decodeSegment(buf: Uint8Array, expected: SegmentExpectation): DecodedSegment {
   const meta = decodeSegmentHeader(buf);
+  checkSegmentIdentity(meta, expected);
+  const end = meta.headerBytes + meta.payloadBytes;
+  if (buf.byteLength < end) throw new SegmentTruncatedError(end, buf.byteLength);
+  if (buf.byteLength > end) throw new SegmentMalformedError(`${buf.byteLength - end} bytes after the payload`);
+  // Copy into a fresh, aligned ArrayBuffer: the input may sit at any offset of a pooled buffer,
+  // and typed-array views need element alignment. (Buffer#slice would not copy.)
+  const payload = new Uint8Array(meta.payloadBytes);
+  payload.set(buf.subarray(meta.headerBytes, end));
+  if (meta.payloadSha ? !sha256(payload).equals(meta.payloadSha) : meta.frameShas!.some((h, f) =>
+    !sha256(payload.subarray(f * meta.frameBytes, (f + 1) * meta.frameBytes)).equals(h))) {
+    throw new ChecksumMismatchError('payload');
+  }
+  const data =
+    meta.dtype === 'float16'
+      ? f16ToF32(new Uint16Array(payload.buffer, 0, meta.payloadBytes / 2))
+      : new Float32Array(payload.buffer, 0, meta.payloadBytes / 4);
+  return { meta, data };
+}
+
+/** Throws the typed mismatch error unless the header belongs where `expected` says. */
+export function checkSegmentIdentity(meta: SegmentHeader, expected: SegmentExpectation): void {
   if (meta.modelSha !== expected.modelSha.toLowerCase()) throw new ModelHashMismatchError(expected.modelSha, meta.modelSha);
   if (meta.job !== expected.job) throw new JobMismatchError(expected.job, meta.job);
   if (expected.chunk !== undefined && meta.chunk !== expected.chunk) {
@@ -187,17 +255,4 @@ export function decodeSegment(buf: Uint8Array, expected: SegmentExpectation): De
   if (expected.frameShape && frameShape.join() !== expected.frameShape.join()) {
     throw new SegmentMismatchError('shape', `[${expected.frameShape}]`, `[${frameShape}]`);
   }
-  const end = meta.headerBytes + meta.payloadBytes;
-  if (buf.byteLength < end) throw new SegmentTruncatedError(end, buf.byteLength);
-  if (buf.byteLength > end) throw new SegmentMalformedError(`${buf.byteLength - end} bytes after the payload`);
-  // Copy into a fresh, aligned ArrayBuffer: the input may sit at any offset of a pooled buffer,
-  // and typed-array views need element alignment. (Buffer#slice would not copy.)
-  const payload = new Uint8Array(meta.payloadBytes);
-  payload.set(buf.subarray(meta.headerBytes, end));
-  if (!sha256(payload).equals(meta.payloadSha)) throw new ChecksumMismatchError('payload');
-  const data =
-    meta.dtype === 'float16'
-      ? f16ToF32(new Uint16Array(payload.buffer, 0, meta.payloadBytes / 2))
-      : new Float32Array(payload.buffer, 0, meta.payloadBytes / 4);
-  return { meta, data };
 }

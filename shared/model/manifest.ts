@@ -41,6 +41,11 @@ export const ManifestSchema = z
     width: posInt,
     tokens_per_frame: posInt,
     kv_dtype: z.enum(['float16', 'float32']),
+    /**
+     * Element type of the graph's cache inputs. float16 lets the worker keep the window as the fp16
+     * bits segments store (half the memory, no widening on any path); absent = float32.
+     */
+    cache_dtype: z.enum(['float16', 'float32']).default('float32'),
     kv_layout: z.tuple([
       z.literal('frames'),
       z.literal('depth'),

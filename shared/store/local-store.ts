@@ -1,16 +1,22 @@
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { PreconditionFailedError, StoreError } from './errors.js';
 import { withFileLock, writeTemp, type FileLockOptions } from './file-lock.js';
 import {
   assertValidKey,
   assertValidPrefix,
+  bodyBuffer,
   type ObjectHead,
   type ObjectStore,
+  type PutBody,
   type PutOptions,
+  type RangeRead,
   type StoredObject,
 } from './object-store.js';
+
+/** Objects of at least this many bytes get an identity ETag instead of a content hash (see etagOf). */
+export const LARGE_OBJECT = 8 * 2 ** 20;
 
 /** Reserved top-level folder for temp files and locks; `assertValidKey` rejects dot segments, so no key lands here. */
 const STAGING = '.staging';
@@ -39,24 +45,66 @@ export class LocalStore implements ObjectStore {
   }
 
   async get(key: string): Promise<StoredObject | null> {
-    const body = await this.readOrNull(key);
-    return body === null ? null : { body, etag: etagOf(body) };
+    const file = await this.openOrNull(key);
+    if (!file) return null;
+    try {
+      const stat = await file.stat({ bigint: true });
+      const body = await file.readFile();
+      return { body, etag: etagOf(stat, body) };
+    } finally {
+      await file.close();
+    }
   }
 
   async head(key: string): Promise<ObjectHead | null> {
-    const body = await this.readOrNull(key);
-    return body === null ? null : { etag: etagOf(body), size: body.length };
+    const file = await this.openOrNull(key);
+    if (!file) return null;
+    try {
+      const stat = await file.stat({ bigint: true });
+      const etag = Number(stat.size) >= LARGE_OBJECT ? etagOf(stat) : etagOf(stat, await file.readFile());
+      return { etag, size: Number(stat.size) };
+    } finally {
+      await file.close();
+    }
   }
 
-  async put(key: string, body: Buffer | Uint8Array | string, options: PutOptions = {}): Promise<{ etag: string }> {
+  async readRange(key: string, start: number, into: Uint8Array): Promise<RangeRead | null> {
+    const file = await this.openOrNull(key);
+    if (!file) return null;
+    try {
+      const stat = await file.stat({ bigint: true });
+      const size = Number(stat.size);
+      if (size < LARGE_OBJECT) {
+        // Small: its ETag hashes the whole content, so read it all once.
+        const body = await file.readFile();
+        const bytes = Math.max(0, Math.min(into.byteLength, size - start));
+        if (bytes > 0) into.set(body.subarray(start, start + bytes));
+        return { bytes, size, etag: etagOf(stat, body) };
+      }
+      let bytes = 0;
+      const want = Math.max(0, Math.min(into.byteLength, size - start));
+      while (bytes < want) {
+        const { bytesRead } = await file.read(into, bytes, want - bytes, start + bytes);
+        if (bytesRead === 0) break;
+        bytes += bytesRead;
+      }
+      return { bytes, size, etag: etagOf(stat) };
+    } finally {
+      await file.close();
+    }
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<{ etag: string }> {
     const file = this.pathOf(key);
-    const data = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    const etag = etagOf(data);
     const { ifNoneMatch, ifMatch } = options;
     const condition = { ifNoneMatch, ifMatch };
     // Write the bytes before taking the lock: the critical section is then only a check and a rename.
-    const tmp = await writeTemp(data, path.join(this.root, STAGING, 'tmp'));
+    const parts = typeof body === 'string' ? [Buffer.from(body)] : Array.isArray(body) ? (body as readonly Uint8Array[]) : [body as Uint8Array];
+    const tmp = await writeTemp(parts, path.join(this.root, STAGING, 'tmp'));
     try {
+      // The temp file's inode is the object's (rename and link keep it), and so is its ETag.
+      const stat = await fs.stat(tmp, { bigint: true });
+      const etag = Number(stat.size) >= LARGE_OBJECT ? etagOf(stat) : etagOf(stat, bodyBuffer(body));
       await this.locked(key, async () => {
         await fs.mkdir(path.dirname(file), { recursive: true }).catch((err) => {
           throw new StoreError(`cannot create folder for ${key}`, { cause: err });
@@ -71,15 +119,15 @@ export class LocalStore implements ObjectStore {
           return;
         }
         if (ifMatch !== undefined) {
-          const current = await this.readOrNull(key);
-          if (current === null || etagOf(current) !== ifMatch) throw new PreconditionFailedError(key, condition);
+          const current = await this.head(key);
+          if (current === null || current.etag !== ifMatch) throw new PreconditionFailedError(key, condition);
         }
         await fs.rename(tmp, file);
       });
+      return { etag };
     } finally {
       await fs.rm(tmp, { force: true });
     }
-    return { etag };
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -114,9 +162,15 @@ export class LocalStore implements ObjectStore {
     }
   }
 
-  private async readOrNull(key: string): Promise<Buffer | null> {
+  private async openOrNull(key: string): Promise<fs.FileHandle | null> {
     try {
-      return await fs.readFile(this.pathOf(key));
+      const handle = await fs.open(this.pathOf(key), 'r');
+      // A key that names a folder of other keys opens on Linux; it is not an object.
+      if ((await handle.stat()).isDirectory()) {
+        await handle.close();
+        return null;
+      }
+      return handle;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // ENOTDIR: a parent segment is a file; EISDIR: the key names a folder of other keys.
@@ -137,7 +191,16 @@ export class LocalStore implements ObjectStore {
   }
 }
 
-function etagOf(body: Buffer): string {
+/**
+ * ETag: the quoted SHA-256 of the content for small objects (it survives restarts and needs no
+ * sidecar file); for large ones (cache segments) the file's identity instead: size, inode and
+ * modification time. An object's file is written once and renamed or linked into place, never
+ * changed, so its identity names its content, and a large object is never hashed twice (its codec
+ * hashes it already).
+ */
+function etagOf(stat: BigIntStats, body?: Buffer): string {
+  if (stat.size >= BigInt(LARGE_OBJECT)) return `"L-${stat.size.toString(16)}-${stat.ino.toString(16)}-${stat.mtimeNs.toString(16)}"`;
+  if (!body) throw new Error('etagOf: a small object needs its body');
   return `"${createHash('sha256').update(body).digest('hex')}"`;
 }
 

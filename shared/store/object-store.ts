@@ -14,6 +14,16 @@ export interface ObjectHead {
   contentType?: string;
 }
 
+/** What a put stores: bytes, text, or parts stored one after the other (no concatenation on the way). */
+export type PutBody = Buffer | Uint8Array | string | readonly Uint8Array[];
+
+/** A ranged read: how many bytes landed, the object's whole size, and its ETag. */
+export interface RangeRead {
+  bytes: number;
+  size: number;
+  etag: string;
+}
+
 export interface PutOptions {
   /** `'*'`: create only; throws `PreconditionFailedError` if the key exists (write-once cache segments). */
   ifNoneMatch?: '*';
@@ -32,7 +42,12 @@ export interface PutOptions {
 export interface ObjectStore {
   get(key: string): Promise<StoredObject | null>;
   head(key: string): Promise<ObjectHead | null>;
-  put(key: string, body: Buffer | Uint8Array | string, options?: PutOptions): Promise<{ etag: string }>;
+  put(key: string, body: PutBody, options?: PutOptions): Promise<{ etag: string }>;
+  /**
+   * Reads bytes from `start` straight into `into` (all of it, or up to the object's end), so a large
+   * object is read in the pieces its reader needs, with no intermediate copy; null if missing.
+   */
+  readRange(key: string, start: number, into: Uint8Array): Promise<RangeRead | null>;
   /** Every key that starts with `prefix`, sorted by code unit (as S3 lists them). */
   list(prefix: string): Promise<string[]>;
   /** Deleting a missing key is not an error (S3 semantics). */
@@ -42,6 +57,21 @@ export interface ObjectStore {
 }
 
 const MAX_KEY_BYTES = 1024;
+
+/** Total bytes of a put body. */
+export function bodyLength(body: PutBody): number {
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  if (Array.isArray(body)) return (body as readonly Uint8Array[]).reduce((n, p) => n + p.byteLength, 0);
+  return (body as Uint8Array).byteLength;
+}
+
+/** The body as one Buffer (copies only when it comes in several parts). */
+export function bodyBuffer(body: PutBody): Buffer {
+  if (typeof body === 'string') return Buffer.from(body);
+  if (Array.isArray(body)) return Buffer.concat(body as readonly Uint8Array[]);
+  const b = body as Uint8Array;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
 
 /**
  * Rejects keys that could escape a folder or that S3 and a filesystem would treat differently.

@@ -1,9 +1,13 @@
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -11,9 +15,13 @@ import { PreconditionFailedError } from './errors.js';
 import {
   assertValidKey,
   assertValidPrefix,
+  bodyBuffer,
+  bodyLength,
   type ObjectHead,
   type ObjectStore,
+  type PutBody,
   type PutOptions,
+  type RangeRead,
   type StoredObject,
 } from './object-store.js';
 
@@ -23,6 +31,12 @@ export interface S3StoreOptions {
   bucket: string;
   /** Prepended to every key (e.g. `env/dev/`); hidden from callers, stripped from `list` results. */
   keyPrefix?: string;
+  /** Bodies of at least this many bytes go up as a multipart upload (default 64 MiB). */
+  multipartThreshold?: number;
+  /** Bytes per part of multipart uploads and of parallel ranged reads (default 16 MiB; S3's minimum part is 5 MiB). */
+  partBytes?: number;
+  /** Parts in flight at once, per upload or ranged read (default 4). */
+  concurrency?: number;
 }
 
 /** `ObjectStore` over S3; conditional puts use S3's native `If-None-Match` / `If-Match` on PutObject. */
@@ -30,11 +44,17 @@ export class S3Store implements ObjectStore {
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly keyPrefix: string;
+  private readonly multipartThreshold: number;
+  private readonly partBytes: number;
+  private readonly concurrency: number;
 
-  constructor({ client, bucket, keyPrefix = '' }: S3StoreOptions) {
+  constructor({ client, bucket, keyPrefix = '', multipartThreshold = 64 * 2 ** 20, partBytes = 16 * 2 ** 20, concurrency = 4 }: S3StoreOptions) {
     this.client = client;
     this.bucket = bucket;
     this.keyPrefix = keyPrefix;
+    this.multipartThreshold = multipartThreshold;
+    this.partBytes = Math.max(5 * 2 ** 20, partBytes);
+    this.concurrency = Math.max(1, concurrency);
   }
 
   async get(key: string): Promise<StoredObject | null> {
@@ -58,14 +78,65 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async put(key: string, body: Buffer | Uint8Array | string, options: PutOptions = {}): Promise<{ etag: string }> {
+  /**
+   * Ranged GETs of `partBytes` each, `concurrency` at a time, each streamed straight into its slice
+   * of `into` as it arrives (one copy, from the socket's buffers).
+   */
+  async readRange(key: string, start: number, into: Uint8Array): Promise<RangeRead | null> {
+    const parts: [number, number][] = [];
+    for (let o = 0; o < into.byteLength; o += this.partBytes) parts.push([o, Math.min(into.byteLength, o + this.partBytes)]);
+    // The first part learns the object's size and ETag; the rest then go in parallel, pinned to that
+    // ETag, so an object replaced meanwhile fails the read instead of mixing two versions.
+    const [from0, to0] = parts[0] ?? [0, 0];
+    const first = await this.getPart(key, start + from0, start + Math.max(from0, to0 - 1), into.subarray(from0, to0), '');
+    if (!first) return null;
+    const { size, etag } = first;
+    let bytes = first.bytes;
+    let next = 1;
+    const lane = async () => {
+      while (next < parts.length) {
+        const [from, to] = parts[next++];
+        if (start + from >= size) continue; // past the end of a smaller object
+        const got = await this.getPart(key, start + from, start + to - 1, into.subarray(from, to), etag);
+        if (!got) throw new Error(`${key} disappeared during a ranged read`);
+        bytes += got.bytes;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, parts.length - 1) }, lane));
+    return { bytes, size, etag };
+  }
+
+  /** GET bytes [first, last] into `into`; `ifMatch` (when known) makes a replaced object fail rather than mix. */
+  private async getPart(key: string, first: number, last: number, into: Uint8Array, ifMatch: string): Promise<RangeRead | null> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({
+        Bucket: this.bucket, Key: this.full(key), Range: `bytes=${first}-${last}`, IfMatch: ifMatch || undefined,
+      }));
+      let bytes = 0;
+      for await (const chunk of (out.Body ?? []) as AsyncIterable<Uint8Array>) {
+        const n = Math.min(chunk.byteLength, into.byteLength - bytes);
+        into.set(n === chunk.byteLength ? chunk : chunk.subarray(0, n), bytes);
+        bytes += n;
+      }
+      const total = /\/(\d+)$/.exec(out.ContentRange ?? '')?.[1];
+      return { bytes, size: total !== undefined ? Number(total) : (out.ContentLength ?? bytes), etag: out.ETag ?? '' };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      // Asked from beyond the end of the object: no bytes there.
+      if (httpStatus(err) === 416 || errorName(err) === 'InvalidRange') return { bytes: 0, size: first, etag: ifMatch };
+      throw err;
+    }
+  }
+
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<{ etag: string }> {
+    if (bodyLength(body) >= this.multipartThreshold) return this.putMultipart(key, body, options);
     const { ifNoneMatch, ifMatch, contentType, tags } = options;
     try {
       const out = await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key: this.full(key),
-          Body: body,
+          Body: Array.isArray(body) ? bodyBuffer(body) : (body as Buffer | Uint8Array | string),
           ContentType: contentType,
           IfNoneMatch: ifNoneMatch,
           IfMatch: ifMatch,
@@ -76,6 +147,53 @@ export class S3Store implements ObjectStore {
     } catch (err) {
       // 412: the condition did not hold. 409 ConditionalRequestConflict: a concurrent conditional
       // write to the same key won the race. 404 with If-Match: there is nothing to compare against.
+      const status = httpStatus(err);
+      const lost =
+        status === 412 ||
+        errorName(err) === 'PreconditionFailed' ||
+        errorName(err) === 'ConditionalRequestConflict' ||
+        (status === 409 && (ifNoneMatch !== undefined || ifMatch !== undefined)) ||
+        (ifMatch !== undefined && isNotFound(err));
+      if (lost) throw new PreconditionFailedError(key, { ifNoneMatch, ifMatch }, { cause: err });
+      throw err;
+    }
+  }
+
+  /**
+   * A large body as a multipart upload: parts of `partBytes`, `concurrency` at a time, cut from the
+   * body's own parts (only a part that straddles two of them is copied). The condition rides on
+   * CompleteMultipartUpload, so the object appears whole or not at all, and only if it still holds;
+   * a failed upload is aborted so its parts are not billed.
+   */
+  private async putMultipart(key: string, body: PutBody, options: PutOptions): Promise<{ etag: string }> {
+    const { ifNoneMatch, ifMatch, contentType, tags } = options;
+    const pieces = typeof body === 'string' ? [Buffer.from(body)] : Array.isArray(body) ? (body as readonly Uint8Array[]) : [body as Uint8Array];
+    const total = bodyLength(body);
+    const Key = this.full(key);
+    const created = await this.client.send(new CreateMultipartUploadCommand({
+      Bucket: this.bucket, Key, ContentType: contentType, Tagging: tags ? new URLSearchParams(tags).toString() : undefined,
+    }));
+    const UploadId = created.UploadId!;
+    try {
+      const count = Math.ceil(total / this.partBytes);
+      const etags: string[] = new Array(count);
+      let next = 0;
+      const lane = async () => {
+        while (next < count) {
+          const n = next++;
+          const part = slicePieces(pieces, n * this.partBytes, Math.min(total, (n + 1) * this.partBytes));
+          const out = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber: n + 1, Body: part }));
+          etags[n] = out.ETag ?? '';
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, count) }, lane));
+      const out = await this.client.send(new CompleteMultipartUploadCommand({
+        Bucket: this.bucket, Key, UploadId, IfNoneMatch: ifNoneMatch, IfMatch: ifMatch,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+      }));
+      return { etag: out.ETag ?? '' };
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
       const status = httpStatus(err);
       const lost =
         status === 412 ||
@@ -119,6 +237,18 @@ export class S3Store implements ObjectStore {
     assertValidKey(key);
     return this.keyPrefix + key;
   }
+}
+
+/** Bytes [from, to) of the concatenation of `pieces`: a view when they lie in one piece, else a copy. */
+function slicePieces(pieces: readonly Uint8Array[], from: number, to: number): Uint8Array {
+  const out: Uint8Array[] = [];
+  let o = 0;
+  for (const p of pieces) {
+    const a = Math.max(from, o), b = Math.min(to, o + p.byteLength);
+    if (a < b) out.push(p.subarray(a - o, b - o));
+    o += p.byteLength;
+  }
+  return out.length === 1 ? out[0] : Buffer.concat(out);
 }
 
 function httpStatus(err: unknown): number | undefined {

@@ -130,12 +130,12 @@ describe('damaged cache segments', () => {
     let cut = 0;
     const run = await runJob(undefined, (store) => new Proxy(store, {
       get(target, prop, receiver) {
-        if (prop !== 'get') return Reflect.get(target, prop, receiver);
-        return async (k: string) => {
-          const obj = await target.get(k);
-          // The first read of segment 0 loses its tail in transit.
-          if (obj && k === key && cut++ === 0) return { ...obj, body: obj.body.subarray(0, obj.body.length - 7) };
-          return obj;
+        if (prop !== 'readRange') return Reflect.get(target, prop, receiver);
+        return async (k: string, start: number, into: Uint8Array) => {
+          const got = await target.readRange(k, start, into);
+          // The first read of segment 0's frames loses its tail in transit.
+          if (got && k === key && start > 0 && cut++ === 0) return { ...got, bytes: got.bytes - 7 };
+          return got;
         };
       },
     }));

@@ -41,7 +41,7 @@ describe('cache segment codec', () => {
     const x = data();
     const { meta, data: y } = decodeSegment(encodeSegment(x, META, 'float32'), { ...EXPECT, chunk: 7, frameShape: [2, 2, 2, 4, 8] });
     expect(y).toEqual(x);
-    expect(meta).toMatchObject({ ...META, dtype: 'float32', version: 1, payloadBytes: COUNT * 4 });
+    expect(meta).toMatchObject({ ...META, dtype: 'float32', version: 2, payloadBytes: COUNT * 4, frameBytes: (COUNT / 3) * 4 });
   });
 
   it('round-trips float16 (the default) to exactly the fp16-rounded values, at half the payload', () => {
@@ -100,9 +100,9 @@ describe('cache segment codec', () => {
   it('rejects foreign bytes and newer versions', () => {
     const buf = encodeSegment(data(), META);
     expect(() => decodeSegment(Buffer.from('{"not":"a segment"}'), EXPECT)).toThrow(BadMagicError);
-    const v2 = Buffer.from(buf);
-    v2.writeUInt16LE(2, 8);
-    expect(() => decodeSegment(v2, EXPECT)).toThrow(UnsupportedVersionError);
+    const v3 = Buffer.from(buf);
+    v3.writeUInt16LE(3, 8);
+    expect(() => decodeSegment(v3, EXPECT)).toThrow(UnsupportedVersionError);
   });
 
   it('rejects a segment of another model, job, chunk or shape', () => {

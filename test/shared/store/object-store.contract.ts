@@ -43,6 +43,37 @@ export function describeObjectStoreContract(
       expect(await store.head('jobs/t1/nope/job.json')).toBeNull();
     });
 
+    it('stores a body given in parts as their concatenation', async () => {
+      const parts = [Buffer.from('head|'), new Uint8Array([1, 2, 3]), Buffer.from('|tail')];
+      await store.put('cache/parts.kv', parts);
+      expect((await store.get('cache/parts.kv'))!.body.equals(Buffer.concat(parts))).toBe(true);
+    });
+
+    it('reads a byte range straight into a buffer, short at the end, null when missing', async () => {
+      const body = Buffer.from(Array.from({ length: 300 }, (_, i) => i & 0xff));
+      const { etag } = await store.put('cache/range.kv', body);
+      const into = new Uint8Array(100);
+      const got = await store.readRange('cache/range.kv', 50, into);
+      expect(got).toMatchObject({ bytes: 100, size: 300, etag });
+      expect(Buffer.from(into).equals(body.subarray(50, 150))).toBe(true);
+      const tail = new Uint8Array(100);
+      expect(await store.readRange('cache/range.kv', 250, tail)).toMatchObject({ bytes: 50, size: 300 });
+      expect(Buffer.from(tail.subarray(0, 50)).equals(body.subarray(250))).toBe(true);
+      expect(await store.readRange('cache/none.kv', 0, into)).toBeNull();
+    });
+
+    it('stores and reads back a large object (several parts) byte for byte, with a working etag', async () => {
+      const big = Buffer.alloc(20 * 2 ** 20 + 12345);
+      for (let i = 0; i < big.length; i += 4096) big[i] = (i >> 12) & 0xff;
+      const { etag } = await store.put('cache/big.kv', [big.subarray(0, 1000), big.subarray(1000)]);
+      const into = new Uint8Array(big.length);
+      const got = await store.readRange('cache/big.kv', 0, into);
+      expect(got).toMatchObject({ bytes: big.length, size: big.length, etag });
+      expect(Buffer.from(into).equals(big)).toBe(true);
+      expect((await store.head('cache/big.kv'))!.etag).toBe(etag);
+      expect((await store.get('cache/big.kv'))!.etag).toBe(etag);
+    });
+
     it('stores binary bodies byte for byte', async () => {
       const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31) % 256));
       await store.put('jobs/t1/j1/cache/000000.kv', bytes);
@@ -111,6 +142,15 @@ export function describeObjectStoreContract(
       expect((await store.get('jobs/t1/j1/job.json'))?.body.toString()).toBe('v2');
       await store.put('jobs/t1/j1/job.json', 'v3', { ifMatch: v2.etag });
       expect((await store.get('jobs/t1/j1/job.json'))?.body.toString()).toBe('v3');
+    });
+
+    itCond(`conditions hold for large objects too: ifNoneMatch creates once, ifMatch swaps on the current etag${why}`, async () => {
+      const big = Buffer.alloc(20 * 2 ** 20, 7);
+      const v1 = await store.put('cache/big-cas.kv', [big], { ifNoneMatch: '*' });
+      await expect(store.put('cache/big-cas.kv', [big], { ifNoneMatch: '*' })).rejects.toBeInstanceOf(PreconditionFailedError);
+      const v2 = await store.put('cache/big-cas.kv', [big], { ifMatch: v1.etag });
+      expect(v2.etag).not.toBe(v1.etag);
+      await expect(store.put('cache/big-cas.kv', [big], { ifMatch: v1.etag })).rejects.toBeInstanceOf(PreconditionFailedError);
     });
 
     itCond(`ifMatch on a missing key fails${why}`, async () => {

@@ -11,7 +11,8 @@ beforeAll(async () => {
 afterAll(() => s3.close());
 
 // A fresh key prefix per test instead of a fresh bucket: cheap isolation on one emulator.
-const fresh = (): S3Store => new S3Store({ client: s3.client, bucket: s3.bucket, keyPrefix: `run-${++n}/` });
+// Small parts, so the large-object cases go through multipart uploads and parallel ranged reads.
+const fresh = (): S3Store => new S3Store({ client: s3.client, bucket: s3.bucket, keyPrefix: `run-${++n}/`, multipartThreshold: 6 * 2 ** 20, partBytes: 5 * 2 ** 20 });
 
 describeObjectStoreContract('S3Store on s3rver', async () => ({ store: fresh() }), {
   conditionalPut:

@@ -1,5 +1,8 @@
 import 'aws-sdk-client-mock-vitest/extend';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -8,6 +11,7 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -87,5 +91,44 @@ describe('S3Store reads and listing (mocked S3)', () => {
     expect(await store.list('a/')).toEqual(['a/1', 'a/2', 'a/3']);
     expect(s3).toHaveReceivedCommandTimes(ListObjectsV2Command, 3);
     expect(s3).toHaveReceivedNthCommandWith(ListObjectsV2Command, 1, { Bucket: 'b', Prefix: 'pre/a/' });
+  });
+});
+
+describe('S3Store multipart uploads (mocked S3)', () => {
+  const big = new S3Store({ client: new S3Client({ region: 'us-east-1' }), bucket: 'b', multipartThreshold: 6 * 2 ** 20, partBytes: 5 * 2 ** 20 });
+  const body = [Buffer.alloc(1000, 1), Buffer.alloc(12 * 2 ** 20, 2)];
+
+  it('uploads a large body in parts and puts the condition on the completion', async () => {
+    s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'u1' });
+    s3.on(UploadPartCommand).callsFake((input) => ({ ETag: `"p${input.PartNumber}"` }));
+    s3.on(CompleteMultipartUploadCommand).resolves({ ETag: '"done-3"' });
+    expect(await big.put('cache/000001.kv', body, { ifNoneMatch: '*', tags: { 'ca2vdm-cache': 'expire' } })).toEqual({ etag: '"done-3"' });
+    expect(s3).toHaveReceivedCommandWith(CreateMultipartUploadCommand, { Key: 'cache/000001.kv', Tagging: 'ca2vdm-cache=expire' });
+    expect(s3).toHaveReceivedCommandTimes(UploadPartCommand, 3);
+    const sizes = s3.commandCalls(UploadPartCommand).map((c) => (c.args[0].input.Body as Uint8Array).byteLength).sort((a, b) => a - b);
+    expect(sizes).toEqual([1000 + 12 * 2 ** 20 - 10 * 2 ** 20, 5 * 2 ** 20, 5 * 2 ** 20]);
+    expect(s3).toHaveReceivedCommandWith(CompleteMultipartUploadCommand, {
+      UploadId: 'u1', IfNoneMatch: '*',
+      MultipartUpload: { Parts: [{ ETag: '"p1"', PartNumber: 1 }, { ETag: '"p2"', PartNumber: 2 }, { ETag: '"p3"', PartNumber: 3 }] },
+    });
+    expect(s3).not.toHaveReceivedCommand(PutObjectCommand);
+  });
+
+  it('maps a failed completion condition to PreconditionFailedError and aborts the upload', async () => {
+    s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'u2' });
+    s3.on(AbortMultipartUploadCommand).resolves({});
+    s3.on(UploadPartCommand).resolves({ ETag: '"p"' });
+    s3.on(CompleteMultipartUploadCommand).rejects(s3Error('PreconditionFailed', 412));
+    await expect(big.put('cache/000001.kv', body, { ifNoneMatch: '*' })).rejects.toBeInstanceOf(PreconditionFailedError);
+    expect(s3).toHaveReceivedCommandWith(AbortMultipartUploadCommand, { UploadId: 'u2' });
+  });
+
+  it('aborts the upload when a part fails, and passes the error on', async () => {
+    s3.on(CreateMultipartUploadCommand).resolves({ UploadId: 'u3' });
+    s3.on(AbortMultipartUploadCommand).resolves({});
+    s3.on(UploadPartCommand).rejects(s3Error('InternalError', 500));
+    await expect(big.put('cache/000001.kv', body)).rejects.toThrow(/InternalError/);
+    expect(s3).toHaveReceivedCommandWith(AbortMultipartUploadCommand, { UploadId: 'u3' });
+    expect(s3).not.toHaveReceivedCommand(CompleteMultipartUploadCommand);
   });
 });
