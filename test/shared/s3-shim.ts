@@ -1,5 +1,5 @@
 // A loopback S3 for the adapter's conditional writes, which s3rver ignores: path-style
-// GET/HEAD/PUT/DELETE of objects and ListObjectsV2, with PutObject's If-None-Match: * and If-Match
+// GET (ranged too)/HEAD/PUT/DELETE of objects and ListObjectsV2, with PutObject's If-None-Match: * and If-Match
 // checked and applied in one synchronous step (as S3 does per key), so racing requests see real
 // compare-and-swap. No auth, no versioning, no multipart; ETag is the quoted MD5 like S3's.
 import { createHash } from 'node:crypto';
@@ -66,8 +66,20 @@ export async function startS3Shim(bucket = 'shim-bucket'): Promise<S3Shim> {
         const op = req.method === 'GET' ? 'GetObject' : 'HeadObject';
         const obj = objects.get(key);
         if (!obj) return fail(op, 404, req.method === 'GET' ? 'NoSuchKey' : 'NotFound');
+        if (req.headers['if-match'] !== undefined && req.headers['if-match'] !== obj.etag) return fail(op, 412, 'PreconditionFailed');
+        const type = obj.contentType ? { 'content-type': obj.contentType } : {};
+        // A ranged GET (`bytes=first-last`, last clipped to the object): 206 with Content-Range; 416 past the end.
+        const range = req.method === 'GET' ? /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? '')) : null;
+        if (range) {
+          const first = Number(range[1]);
+          if (first >= obj.body.length) return fail(op, 416, 'InvalidRange');
+          const last = Math.min(obj.body.length - 1, range[2] === '' ? Infinity : Number(range[2]));
+          count(op, 206);
+          res.writeHead(206, { etag: obj.etag, 'content-length': last - first + 1, 'content-range': `bytes ${first}-${last}/${obj.body.length}`, ...type });
+          return res.end(obj.body.subarray(first, last + 1));
+        }
         count(op, 200);
-        res.writeHead(200, { etag: obj.etag, 'content-length': obj.body.length, ...(obj.contentType ? { 'content-type': obj.contentType } : {}) });
+        res.writeHead(200, { etag: obj.etag, 'content-length': obj.body.length, ...type });
         return res.end(req.method === 'GET' ? obj.body : undefined);
       }
       if (req.method === 'DELETE') {
