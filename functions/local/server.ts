@@ -10,6 +10,7 @@ import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { makeCancelVideoHandler } from '../cancel-video.js';
 import { makeCreateVideoHandler } from '../create-video.js';
+import { makeCreateUploadHandler, makePutUploadHandler } from '../uploads.js';
 import { makeGetOpenApiHandler } from '../get-openapi.js';
 import { makeGetPageHandler } from '../get-page.js';
 import { makeGetVideoFileHandler } from '../get-video-file.js';
@@ -66,19 +67,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     );
     return { method, pattern, params, handler: handler as LambdaHandler };
   };
-  const page = makeGetPageHandler();
-  const routes: Route[] = [
-    route('GET', '/', page),
-    route('GET', '/assets/{name}', page),
-    route('POST', '/v1/videos', makeCreateVideoHandler(getDeps)),
-    route('GET', '/v1/videos', makeListVideosHandler(getDeps)),
-    route('GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)),
-    route('POST', '/v1/videos/{id}/cancel', makeCancelVideoHandler(getDeps)),
-    route('GET', '/v1/videos/{id}/stream.m3u8', makeGetVideoStreamHandler(getDeps)),
-    route('GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)),
-    route('GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)),
-    route('GET', '/v1/openapi.json', makeGetOpenApiHandler(getDeps)),
-  ];
+  const routes: Route[] = routeTable(getDeps).map(([method, path, handler]) => route(method, path, handler));
 
   const server = http.createServer((req, res) => {
     handle(req).then(
@@ -98,7 +87,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
     if (!r) throw new MethodNotAllowedError(`${req.method} is not allowed on ${path}`, 'method');
     const m = r.pattern.exec(path)!;
     const pathParameters = Object.fromEntries(r.params.map((p, i) => [p, decodePathPart(m[i + 1], path)]));
-    const body = await readBody(req, opts.config.maxBodyBytes);
+    const body = await readBody(req, Math.max(opts.config.maxBodyBytes, opts.config.maxUploadBytes));
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
     headers.host = base.host;
@@ -116,8 +105,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<{ url: str
       pathParameters: Object.keys(pathParameters).length ? pathParameters : null,
       stageVariables: null,
       requestContext: { requestId, stage: '$default', domainName: headers.host ?? 'localhost' },
-      body: body.length ? body.toString('utf8') : null,
-      isBase64Encoded: false,
+      // As API Gateway passes a binary body: base64 (handlers decode by isBase64Encoded).
+      body: body.length ? body.toString('base64') : null,
+      isBase64Encoded: true,
     } as unknown as APIGatewayProxyEvent;
     const context = { awsRequestId: requestId, functionName: 'local', getRemainingTimeInMillis: () => 30_000 } as Context;
     return r.handler(event, context);
@@ -180,4 +170,32 @@ function decodePathPart(part: string, path: string): string {
   } catch {
     throw new RouteNotFoundError(`no route ${path}`, 'path');
   }
+}
+
+/** Every route of the embedded API: method, path template (`{name}`, greedy `{name+}`), handler. */
+function routeTable(getDeps: () => ApiDeps): [string, string, unknown][] {
+  const page = makeGetPageHandler();
+  return [
+    ['GET', '/', page],
+    ['GET', '/assets/{name}', page],
+    ['POST', '/v1/videos', makeCreateVideoHandler(getDeps)],
+    ['GET', '/v1/videos', makeListVideosHandler(getDeps)],
+    ['GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)],
+    ['POST', '/v1/videos/{id}/cancel', makeCancelVideoHandler(getDeps)],
+    ['GET', '/v1/videos/{id}/stream.m3u8', makeGetVideoStreamHandler(getDeps)],
+    ['GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)],
+    ['GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)],
+    ['GET', '/v1/openapi.json', makeGetOpenApiHandler(getDeps)],
+    ['POST', '/v1/uploads', makeCreateUploadHandler(getDeps)],
+    // Embedded mode only: on AWS the upload URL is a presigned S3 PUT.
+    ['PUT', '/v1/uploads/{id}', makePutUploadHandler(getDeps)],
+  ];
+}
+
+/** The (method, path template) pairs the embedded server answers, for tests and the OpenAPI check. */
+export function serverRoutes(): [string, string][] {
+  const unused = () => {
+    throw new Error('route table read without deps');
+  };
+  return routeTable(unused).map(([method, path]) => [method, path]);
 }

@@ -24,6 +24,7 @@ export const FUNCTION_ENTRIES = {
   getVideoStream: 'functions/get-video-stream.ts',
   getPage: 'functions/get-page.ts',
   getOpenApi: 'functions/get-openapi.ts',
+  createUpload: 'functions/uploads.ts',
   listVideos: 'functions/list-videos.ts',
   cancelVideo: 'functions/cancel-video.ts',
   webhookSecret: 'functions/webhook-secret.ts',
@@ -45,15 +46,18 @@ const INDEX = 'index/*';
 const API_KEYS = 'auth/keys/*';
 const TENANTS = 'tenants/*';
 const WEBHOOK_FAILURES = 'jobs/*/*/webhooks/*';
+const UPLOADS = 'uploads/*';
 const ACTIVE = 'active/*';
 
 /** Each function's bucket access: least privilege by key pattern. */
 const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
-  createVideo: { read: [API_KEYS, JOBS], write: [JOBS, INDEX, ACTIVE] },
+  createVideo: { read: [API_KEYS, JOBS, UPLOADS], write: [JOBS, INDEX, ACTIVE] },
   getVideo: { read: [API_KEYS, JOBS] },
   getVideoStream: { read: [API_KEYS, JOBS] },
   getPage: {},
   getOpenApi: {},
+  // Writes the upload's record and signs the PUT of its PNG (a presigned URL carries the signer's rights).
+  createUpload: { read: [API_KEYS], write: [UPLOADS] },
   listVideos: { read: [API_KEYS, JOBS, INDEX] },
   cancelVideo: { read: [API_KEYS, JOBS], write: [JOBS] },
   webhookSecret: { read: [API_KEYS, TENANTS], write: [TENANTS] },
@@ -177,6 +181,7 @@ export class Api extends Construct {
       getVideoStream: make('getVideoStream', http),
       getPage: make('getPage', { ...http, memorySize: 256 }),
       getOpenApi: make('getOpenApi', { ...http, memorySize: 256 }),
+      createUpload: make('createUpload', http),
       listVideos: make('listVideos', http),
       cancelVideo: make('cancelVideo', http),
       webhookSecret: make('webhookSecret', http),
@@ -268,6 +273,7 @@ export class Api extends Construct {
       .addResource('cancel')
       .addMethod('POST', integrate(f.cancelVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
     v1.addResource('openapi.json').addMethod('GET', integrate(f.getOpenApi));
+    v1.addResource('uploads').addMethod('POST', integrate(f.createUpload), keyed);
     // The web page and its script: no key (the page holds no data; it calls the API with the key the user pastes).
     this.restApi.root.addMethod('GET', integrate(f.getPage));
     this.restApi.root.addResource('assets').addResource('{name}').addMethod('GET', integrate(f.getPage), {
@@ -315,7 +321,7 @@ export class Api extends Construct {
         { id: 'AwsSolutions-L1', reason: 'Node.js 22 is the runtime the handlers are built and tested for (esbuild target node22).' },
         { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: "The managed policy only lets the function write its own logs." },
         { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no resource type: AWS requires "*".' },
-        ...[JOBS, INDEX, API_KEYS, TENANTS, WEBHOOK_FAILURES, ACTIVE].map((p) => ({
+        ...[JOBS, INDEX, API_KEYS, TENANTS, WEBHOOK_FAILURES, ACTIVE, UPLOADS].map((p) => ({
           id: `AwsSolutions-IAM5[${arnFinding(bucket, `/${p}`)}]`,
           reason: `Object access limited to the ${p} key pattern of the storage layout (job ids are not known at deploy time).`,
         })),

@@ -48,6 +48,8 @@ export class Storage extends Construct {
           expiration: Duration.days(keepCacheDays),
         },
         { id: 'abort-incomplete-multipart', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+        // Starting frames sent before their job (POST /v1/uploads): a job copies what it uses.
+        { id: 'expire-uploads', prefix: 'uploads/', expiration: Duration.days(1) },
       ],
       // The web page plays the HLS stream with hls.js, which fetches the presigned segment links from
       // the API's origin: GET (and HEAD) from any origin. A presigned URL is itself the credential.

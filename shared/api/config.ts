@@ -18,6 +18,8 @@ export interface ApiConfig {
   presignExpirySec: number;
   /** Most jobs per page of `GET /v1/videos`. */
   maxPageSize: number;
+  /** Largest starting-frame PNG sent through `POST /v1/uploads`, in bytes. */
+  maxUploadBytes: number;
 }
 
 export const DEFAULT_API_CONFIG: ApiConfig = {
@@ -30,6 +32,7 @@ export const DEFAULT_API_CONFIG: ApiConfig = {
   allowLoopbackWebhooks: false,
   presignExpirySec: 3600,
   maxPageSize: 100,
+  maxUploadBytes: 8 * 1024 * 1024,
 };
 
 /** The config from `API_*` environment variables over the defaults (Lambda: AWS mode, https only). */
@@ -51,5 +54,6 @@ export function apiConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ApiConfi
     allowLoopbackWebhooks: false,
     presignExpirySec: num('API_PRESIGN_EXPIRY_SEC', DEFAULT_API_CONFIG.presignExpirySec),
     maxPageSize: num('API_MAX_PAGE_SIZE', DEFAULT_API_CONFIG.maxPageSize),
+    maxUploadBytes: num('API_MAX_UPLOAD_BYTES', DEFAULT_API_CONFIG.maxUploadBytes),
   };
 }

@@ -33,3 +33,10 @@ export function webhookFailureKey(tenant: string, job: string, eventId: string):
   if (!isSafeId(eventId)) throw new InvalidIdError('job', eventId);
   return `${webhookFailuresPrefix(tenant, job)}${eventId}.json`;
 }
+
+/** `uploads/{tenant}/{upload}.png` and its record `.json`: a starting frame sent before the job (expires after a day). */
+export function uploadKey(tenant: string, upload: string, ext: 'png' | 'json'): string {
+  if (!isSafeId(tenant)) throw new InvalidIdError('tenant', tenant);
+  if (!isSafeId(upload)) throw new InvalidIdError('job', upload);
+  return `uploads/${tenant}/${upload}.${ext}`;
+}

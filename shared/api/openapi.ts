@@ -9,6 +9,7 @@ import type { ApiConfig } from './config.js';
 import { ApiErrorBodySchema } from './errors.js';
 import { CancelVideoResponseSchema, ListVideosResponseSchema, PublicJobSchema, PublicJobSummarySchema, WebhookSecretResponseSchema } from './render.js';
 import { createVideoBodySchema } from './request.js';
+import { createUploadBodySchema, UploadReceiptSchema, UploadSchema } from './uploads.js';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -27,6 +28,9 @@ export function componentSchemas(manifest: Manifest, config: ApiConfig): Record<
     VideoList: jsonSchemaOf(ListVideosResponseSchema, 'output'),
     CancelResult: jsonSchemaOf(CancelVideoResponseSchema, 'output'),
     WebhookSecret: jsonSchemaOf(WebhookSecretResponseSchema, 'output'),
+    CreateUploadRequest: jsonSchemaOf(createUploadBodySchema(config.maxUploadBytes), 'input'),
+    Upload: jsonSchemaOf(UploadSchema, 'output'),
+    UploadReceipt: jsonSchemaOf(UploadReceiptSchema, 'output'),
     Error: jsonSchemaOf(ApiErrorBodySchema, 'output'),
   };
 }
@@ -139,6 +143,33 @@ export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl
           operationId: 'getWebhookSecret',
           summary: "The caller's webhook signing secret",
           responses: { 200: { description: 'the secret', content: jsonContent('WebhookSecret') }, 401: ERRORS[401] },
+        },
+      },
+      '/v1/uploads': {
+        post: {
+          operationId: 'createUpload',
+          summary: 'Declare a starting-frame PNG; PUT it to upload_url, then name its id in init_frames',
+          requestBody: { required: true, content: jsonContent('CreateUploadRequest') },
+          responses: {
+            201: { description: 'where to PUT the PNG (a presigned S3 URL on AWS)', content: jsonContent('Upload') },
+            400: error('bad size or field'),
+            401: ERRORS[401],
+          },
+        },
+      },
+      '/v1/uploads/{id}': {
+        put: {
+          operationId: 'putUpload',
+          summary: "The declared PNG's bytes (the embedded API; on AWS upload_url is S3 itself)",
+          parameters: [idParam],
+          requestBody: { required: true, content: { 'image/png': { schema: { type: 'string', contentEncoding: 'binary' } } } },
+          responses: {
+            200: { description: 'stored', content: jsonContent('UploadReceipt') },
+            401: ERRORS[401],
+            404: error('no such upload for this caller'),
+            409: error('already uploaded'),
+            413: error('more bytes than declared'),
+          },
         },
       },
       '/v1/openapi.json': {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SAFE_ID_PATTERN } from '../schemas/ids.js';
+import { SAFE_ID_PATTERN, UPLOAD_ID_PATTERN } from '../schemas/ids.js';
 import { WebhookUrlSchema } from '../schemas/job.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
 import type { Manifest } from '../model/manifest.js';
@@ -42,7 +42,9 @@ export function createVideoBodySchema(manifest: Manifest, config: ApiConfig) {
         z
           .string()
           .transform((s) => s.replace(/^data:image\/png;base64,/, ''))
-          .refine((s) => s.length > 0 && BASE64.test(s), { message: 'must be a base64-encoded PNG' }),
+          .refine((s) => UPLOAD_ID_PATTERN.test(s) || (s.length > 0 && BASE64.test(s)), {
+            message: 'must be a base64-encoded PNG or the id of an upload (POST /v1/uploads)',
+          }),
       )
       .max(maxInit)
       .optional(),
@@ -66,7 +68,7 @@ export function resolveLabel(manifest: Manifest, label: string | number): number
 }
 
 /** Parses with the schema; the first issue becomes a ValidationError naming its field (`init_frames.2`). */
-export function parseCreateVideoBody(schema: ReturnType<typeof createVideoBodySchema>, body: unknown): CreateVideoBody {
+export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ValidationError('body must be a JSON object', 'body');
   }

@@ -9,6 +9,7 @@ import { FrameSizeError, PngDecodeError } from '../media/errors.js';
 import { pngToFrame } from '../media/png.js';
 import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
 import { isTerminal, type Job } from '../schemas/job.js';
+import { UPLOAD_ID_PATTERN } from '../schemas/ids.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
 import { PreconditionFailedError } from '../store/errors.js';
 import { UnsafeWebhookUrlError, WebhookHostUnresolvedError } from '../webhooks/errors.js';
@@ -17,7 +18,8 @@ import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
 import { IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
 import { jobIndexKey, jobIndexPrefix, parseJobIndexKey } from './keys.js';
 import { outputLink, renderJob, summarizeJob, type ListVideosResponseSchema, type PublicJob, type PublicJobSummary } from './render.js';
-import { createVideoBodySchema, parseCreateVideoBody, resolveLabel, type CreateVideoBody } from './request.js';
+import { createVideoBodySchema, parseBody, resolveLabel, type CreateVideoBody } from './request.js';
+import { readUpload } from './uploads.js';
 import type { ApiDeps, CallContext } from './types.js';
 
 export interface CreateVideoInput {
@@ -42,7 +44,7 @@ const IdempotencyRecordSchema = z.object({ key: z.string(), fingerprint: z.strin
  */
 export async function createVideo(deps: ApiDeps, ctx: CallContext, input: CreateVideoInput): Promise<CreateVideoResult> {
   const { manifest, config, store } = deps;
-  const body = parseCreateVideoBody(createVideoBodySchema(manifest, config), input.body);
+  const body = parseBody(createVideoBodySchema(manifest, config), input.body);
   if (body.id !== undefined && input.idempotencyKey !== undefined && body.id !== input.idempotencyKey) {
     throw new ValidationError('id and the Idempotency-Key header differ; send one, or the same value in both', 'id');
   }
@@ -50,7 +52,7 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
   if (key !== undefined && (key.length === 0 || key.length > 256)) {
     throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
   }
-  const pngs = decodeInitFrames(deps, body);
+  const pngs = await decodeInitFrames(deps, ctx, body);
   if (body.webhook !== undefined) await checkWebhook(deps, body.webhook);
 
   const id = body.id ?? (key !== undefined ? derivedJobId(ctx.tenant, key) : randomJobId());
@@ -164,23 +166,25 @@ async function claimIdempotencyKey(
   return { job: summarizeJob(existing.job, ctx.baseUrl), created: false };
 }
 
-function decodeInitFrames(deps: ApiDeps, body: CreateVideoBody): Buffer[] {
+/** The starting frames as PNG bytes: base64 in the body, or uploads of this tenant; each checked as a frame. */
+async function decodeInitFrames(deps: ApiDeps, ctx: CallContext, body: CreateVideoBody): Promise<Buffer[]> {
   const { frame } = deps.manifest;
-  return (body.init_frames ?? []).map((b64, i) => {
-    const png = Buffer.from(b64, 'base64');
+  return Promise.all((body.init_frames ?? []).map(async (entry, i) => {
+    const field = `init_frames.${i}`;
+    const png = UPLOAD_ID_PATTERN.test(entry) ? await readUpload(deps, ctx.tenant, entry, field) : Buffer.from(entry, 'base64');
     try {
       pngToFrame(png, frame);
     } catch (err) {
       if (err instanceof FrameSizeError) {
-        throw new ValidationError(`init_frames.${i}: ${err.message}`, `init_frames.${i}`, { cause: err });
+        throw new ValidationError(`${field}: ${err.message}`, field, { cause: err });
       }
       if (err instanceof PngDecodeError) {
-        throw new ValidationError(`init_frames.${i}: not a readable PNG`, `init_frames.${i}`, { cause: err });
+        throw new ValidationError(`${field}: not a readable PNG`, field, { cause: err });
       }
       throw err;
     }
     return png;
-  });
+  }));
 }
 
 async function checkWebhook(deps: ApiDeps, url: string): Promise<void> {

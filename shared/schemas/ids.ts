@@ -14,3 +14,6 @@ export type JobId = z.infer<typeof JobIdSchema>;
 
 /** ISO-8601 UTC timestamp, as produced by `new Date().toISOString()`. */
 export const TimestampSchema = z.iso.datetime();
+
+/** An upload of a starting frame (`POST /v1/uploads`): `upl_` and 24 hex digits. */
+export const UPLOAD_ID_PATTERN = /^upl_[0-9a-f]{24}$/;

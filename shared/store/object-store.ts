@@ -54,6 +54,11 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** A time-limited GET URL, where the backend can serve one (S3); absent on the local store. */
   presignGet?(key: string, expiresSec: number): Promise<string>;
+  /**
+   * A time-limited PUT URL for exactly `contentLength` bytes of `contentType`, where the backend can
+   * take uploads itself (S3); absent on the local store, where the API takes the bytes.
+   */
+  presignPut?(key: string, opts: { expiresSec: number; contentLength: number; contentType: string }): Promise<string>;
 }
 
 const MAX_KEY_BYTES = 1024;

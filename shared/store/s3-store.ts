@@ -233,6 +233,12 @@ export class S3Store implements ObjectStore {
     });
   }
 
+  /** The length and type are signed: S3 refuses a PUT of any other size or type with this URL. */
+  presignPut(key: string, opts: { expiresSec: number; contentLength: number; contentType: string }): Promise<string> {
+    const command = new PutObjectCommand({ Bucket: this.bucket, Key: this.full(key), ContentLength: opts.contentLength, ContentType: opts.contentType });
+    return getSignedUrl(this.client, command, { expiresIn: opts.expiresSec, signableHeaders: new Set(['content-length', 'content-type']) });
+  }
+
   private full(key: string): string {
     assertValidKey(key);
     return this.keyPrefix + key;

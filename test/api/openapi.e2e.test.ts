@@ -7,7 +7,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApiServer } from '../../functions/local/server.js';
+import { serverRoutes, startApiServer } from '../../functions/local/server.js';
 import { ensureLocalApiKey } from '../../shared/auth/api-keys.js';
 import { updateJob } from '../../shared/jobs/job-store.js';
 import { frameKey } from '../../shared/keys.js';
@@ -112,6 +112,21 @@ describe('OpenAPI document', () => {
     expect((await call('GET', '/v1/webhooks/default/secret', '/v1/webhooks/default/secret', { auth: false })).status).toBe(401);
     expect((await call('GET', '/v1/openapi.json', '/v1/openapi.json', { auth: false })).status).toBe(200);
 
+    // Uploads: declare, PUT, and every refusal.
+    const png = Buffer.from(pngBase64(), 'base64');
+    const upload = await call('POST', '/v1/uploads', '/v1/uploads', { body: JSON.stringify({ bytes: png.length }), headers: json });
+    expect(upload.status).toBe(201);
+    expect((await call('POST', '/v1/uploads', '/v1/uploads', { body: '{"bytes":0}', headers: json })).status).toBe(400);
+    expect((await call('POST', '/v1/uploads', '/v1/uploads', { body: '{"bytes":1}', headers: json, auth: false })).status).toBe(401);
+    const uploadPath = `/v1/uploads/${(upload.json as { id: string }).id}`;
+    const put = (path: string, bytes: Buffer, auth = true) =>
+      call('PUT', '/v1/uploads/{id}', path, { body: new Uint8Array(bytes) as never, headers: { 'content-type': 'image/png' }, auth });
+    expect((await put(uploadPath, Buffer.concat([png, png]))).status).toBe(413);
+    expect((await put(uploadPath, png)).status).toBe(200);
+    expect((await put(uploadPath, png)).status).toBe(409);
+    expect((await put('/v1/uploads/upl_000000000000000000000000', png)).status).toBe(404);
+    expect((await put(uploadPath, png, false)).status).toBe(401);
+
     // Cancel: requested, then already requested (200), unknown, no key.
     expect((await call('POST', '/v1/videos/{id}/cancel', `/v1/videos/${id}/cancel`)).status).toBe(202);
     await updateJob(stack.store, tenant, id, (j) => ({ ...j, status: 'canceled' }));
@@ -124,5 +139,12 @@ describe('OpenAPI document', () => {
       Object.entries(ops).flatMap(([method, op]) => Object.keys(op.responses).map((s) => `${method.toUpperCase()} ${template} ${s}`)),
     );
     expect([...seen].sort()).toEqual(documented.sort());
+  });
+
+  it('documents every route the server has, and no other', () => {
+    const served = serverRoutes().map(([method, path]) => `${method} ${path.replace('{path+}', '{path}')}`);
+    const page = ['GET /', 'GET /assets/{name}']; // the web page, not part of the API
+    const documented = Object.entries(doc.paths).flatMap(([template, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${template}`));
+    expect(served.filter((r) => !page.includes(r)).sort()).toEqual(documented.sort());
   });
 });
