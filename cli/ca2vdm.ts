@@ -100,8 +100,9 @@ export async function main(
     if (v.guidance !== undefined) req.guidance = num(v.guidance, 'guidance');
     if (v.webhook !== undefined) req.webhook = v.webhook;
     if (v.init) {
+      // Each file goes up as an upload (no base64 in the request body, no body-size limit to meet).
       req.init_frames = await Promise.all(
-        v.init.split(',').map(async (f) => (await readFile(path.resolve(cwd, f.trim()))).toString('base64')),
+        v.init.split(',').map(async (f) => client.uploadFrame(await readFile(path.resolve(cwd, f.trim())))),
       );
     }
     const job = await client.createVideo(req, { idempotencyKey: v['idempotency-key'] });

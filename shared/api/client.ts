@@ -2,23 +2,15 @@ import { createWriteStream } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { z } from 'zod';
 import type { ApiErrorBody } from './errors.js';
+import type { createVideoBodySchema } from './request.js';
+import type { Upload } from './uploads.js';
 import type { PublicJob, PublicJobSummary } from './render.js';
 import type { ListVideosResult } from './videos.js';
 
-/** The JSON body of `POST /v1/videos` (see `createVideoBodySchema` for the rules). */
-export interface CreateVideoRequest {
-  frames: number;
-  seed?: number;
-  label?: string | number;
-  guidance?: number;
-  steps?: number;
-  /** Base64 PNGs of the model's frame size. */
-  init_frames?: string[];
-  webhook?: string;
-  webhook_events_filter?: ('start' | 'output' | 'completed')[];
-  id?: string;
-}
+/** The JSON body of `POST /v1/videos`: the input type of the schema the API validates it with. */
+export type CreateVideoRequest = z.input<ReturnType<typeof createVideoBodySchema>>;
 
 /** A non-2xx answer; `code` and `field` come from the API's error body. */
 export class ApiClientError extends Error {
@@ -92,6 +84,22 @@ export class Ca2vdmClient {
       opts.signal?.throwIfAborted();
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 1000));
     }
+  }
+
+  /**
+   * Uploads one starting-frame PNG (`POST /v1/uploads`, then a PUT to the URL it returns) and
+   * returns its id, for `init_frames`. The key goes only to this API's own URL, never to S3's.
+   */
+  async uploadFrame(png: Uint8Array): Promise<string> {
+    const upload = await this.call<Upload>('POST', '/v1/uploads', { bytes: png.byteLength });
+    const own = upload.upload_url.startsWith(this.base + '/');
+    const res = await this.doFetch(upload.upload_url, {
+      method: 'PUT',
+      headers: { ...(own ? this.authHeaders() : {}), 'content-type': 'image/png' },
+      body: new Uint8Array(png),
+    });
+    if (!res.ok) throw await this.errorOf(res);
+    return upload.id;
   }
 
   /** Downloads an output link to `file` (via a temp file); the API key is sent only to this API's own links. */

@@ -4,18 +4,19 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { main } from '../../cli/ca2vdm.js';
 import { startApiServer } from '../../functions/local/server.js';
 import { ensureLocalApiKey } from '../../shared/auth/api-keys.js';
-import { updateJob } from '../../shared/jobs/job-store.js';
+import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { videoKey } from '../../shared/keys.js';
 import { ChunkTaskSchema } from '../../shared/schemas/chunk-task.js';
-import { tempStack, testConfig, testManifest, type TempStack } from '../api/helpers.js';
+import { pngBase64, tempStack, testConfig, testManifest, type TempStack } from '../api/helpers.js';
 
 let stack: TempStack;
 let server: { url: string; close(): Promise<void> };
 let key: string;
+let tenant: string;
 beforeAll(async () => {
   stack = await tempStack();
   server = await startApiServer({ ...stack, manifest: testManifest(), config: testConfig(), port: 0 });
-  ({ key } = await ensureLocalApiKey(stack.store));
+  ({ key, tenant } = await ensureLocalApiKey(stack.store));
 });
 afterAll(async () => {
   await server?.close();
@@ -75,4 +76,27 @@ test('the key is read from .data/api-key when not given', async () => {
   const code = await main(['list', '--api', server.url], { out: (s) => out.push(s), err: () => {}, env: {}, cwd: stack.dir });
   expect(code).toBe(0);
   expect(JSON.parse(out.join('')).data.length).toBeGreaterThan(0);
+});
+
+test('--init sends each starting frame as an upload, and the job starts from those exact bytes', async () => {
+  const { writeFile } = await import('node:fs/promises');
+  const a = Buffer.from(pngBase64(32, 32, [10, 200, 10]), 'base64');
+  const b = Buffer.from(pngBase64(32, 32, [10, 10, 200]), 'base64');
+  await writeFile(path.join(stack.dir, 'a.png'), a);
+  await writeFile(path.join(stack.dir, 'b.png'), b);
+  const out: string[] = [];
+  const code = await main(['generate', '--frames', '4', '--init', 'a.png, b.png', '--no-wait', '--api', server.url], {
+    out: (s) => out.push(s),
+    err: () => {},
+    env: { CA2VDM_API_KEY: key },
+    cwd: stack.dir,
+  });
+  expect(code).toBe(0);
+  const id = JSON.parse(out.join('')).id as string;
+  const job = (await readJob(stack.store, tenant, id))!.job;
+  expect(job.request.init_frames.count).toBe(2);
+  expect((await stack.store.get(job.request.init_frames.keys[0]))!.body.equals(a)).toBe(true);
+  expect((await stack.store.get(job.request.init_frames.keys[1]))!.body.equals(b)).toBe(true);
+  // They went up as uploads, not inside the request body.
+  expect((await stack.store.list(`uploads/${tenant}/`)).filter((k) => k.endsWith('.png'))).toHaveLength(2);
 });
