@@ -9,8 +9,5 @@ export default defineConfig({
     exclude: ['test/worker/crash-recovery.test.ts', 'node_modules/**'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // One module graph per worker for the whole run: a mutant run then costs its tests, not a fresh
-    // import of the project (Stryker switches mutants at run time, so reuse is safe).
-    isolate: false,
   },
 });
