@@ -54,8 +54,8 @@ export interface ChaosConfig {
 }
 
 export const FULL: ChaosConfig = {
-  jobs: 8, chunks: [6, 8, 5, 7], steps: 10, workers: 3, visibilitySec: 6, stallAfterSec: 20,
-  faultEverySec: [2, 5], webhookDownSec: 3, timeoutSec: 840, seed: 1,
+  jobs: 10, chunks: [8, 10, 6, 9], steps: 10, workers: 3, visibilitySec: 6, stallAfterSec: 20,
+  faultEverySec: [1.5, 4], webhookDownSec: 3, timeoutSec: 840, seed: 1,
 };
 export const SHORT: ChaosConfig = {
   jobs: 3, chunks: [7, 8, 6], steps: 4, workers: 2, visibilitySec: 5, stallAfterSec: 15,
@@ -74,6 +74,8 @@ export interface ChaosReport {
   expected_failures: string[];
   unfinished: string[];
   completed_webhooks_missing: number;
+  /** Objects rebuilt by the worker, by what they were rebuilt from (`png` would be lossy). */
+  repairs: Record<string, number>;
   seconds: { reference: number; chaos: number };
   config: ChaosConfig;
 }
@@ -343,13 +345,14 @@ export async function runChaos(cfg: ChaosConfig, opts: { dir?: string; log?: (li
   const report: ChaosReport = {
     jobs: chaosReqs.length, succeeded: 0, identical: 0, faults, duplicate_completed_webhooks: 0,
     max_recovery_seconds: Math.round(maxRecovery * 10) / 10, failed_jobs: [], expected_failures: [], unfinished: [],
-    completed_webhooks_missing: 0, seconds: { reference: Math.round(referenceSec), chaos: Math.round(chaosSec) }, config: cfg,
+    completed_webhooks_missing: 0, repairs: {}, seconds: { reference: Math.round(referenceSec), chaos: Math.round(chaosSec) }, config: cfg,
   };
   for (const r of chaosReqs) {
     const job = jobs.get(r.id);
     const deliveries = receiver.deliveries.get(r.id) ?? 0;
     report.duplicate_completed_webhooks += Math.max(0, deliveries - 1);
     if (!job || !isTerminal(job.status)) { report.unfinished.push(r.id); continue; }
+    for (const repair of job.repairs ?? []) report.repairs[repair.from] = (report.repairs[repair.from] ?? 0) + 1;
     if (deliveries === 0) report.completed_webhooks_missing++;
     if (job.status !== 'succeeded') {
       report.failed_jobs.push({ id: r.id, error: job.error ? `${job.error.code}: ${job.error.message}` : job.status });
