@@ -173,10 +173,9 @@ export async function verifySegments(deps: CacheDeps, job: Job, plan: JobPlan): 
   const segments: SegmentInfo[] = [];
   if (plan.initFrames > 0) segments.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
   for (let j = 0; j + 1 < plan.chunksTotal; j++) segments.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
-  for (const seg of segments) {
-    const got = await readStored(deps, job, plan, seg);
-    if ('damage' in got) await rebuildSegment(deps, job, plan, seg, got.damage);
-  }
+  const stored = await Promise.all(segments.map((seg) => readStored(deps, job, plan, seg)));
+  // Oldest first, as in readWindow: a rebuild's own window reads the ones before it repaired.
+  for (const [i, got] of stored.entries()) if ('damage' in got) await rebuildSegment(deps, job, plan, segments[i], got.damage);
 }
 
 const segmentKey = (job: Job, chunk: number) => cacheSegmentKey(job.tenant, job.id, chunk === PREFIX_CHUNK ? 'prefix' : chunk);
