@@ -10,7 +10,7 @@
  *   report:    bench/results/chaos.json: jobs, succeeded, identical, faults by kind, duplicate
  *              `completed` webhooks, the longest recovery, failed jobs with their error
  *
- * Faults (what each does to a job is in README.md): worker_sigkill, duplicate_task,
+ * Faults (what each does to a job is in README.md): worker_sigkill, worker_pause, duplicate_task,
  * segment_flip, segment_truncate, segment_delete, frame_delete, webhook_down, and (once)
  * data_destroyed, which deletes a frame and its clean copy so that job must fail with its reason.
  * Loopback only; bounded by `timeoutSec`. CHAOS_SEED picks another fault sequence.
@@ -30,7 +30,7 @@ import { isTerminal, type Job } from '../shared/schemas/job.js';
 const REPO = path.resolve(import.meta.dirname, '..');
 
 export const FAULT_KINDS = [
-  'worker_sigkill', 'duplicate_task', 'segment_flip', 'segment_truncate', 'segment_delete', 'frame_delete', 'webhook_down', 'data_destroyed',
+  'worker_sigkill', 'worker_pause', 'duplicate_task', 'segment_flip', 'segment_truncate', 'segment_delete', 'frame_delete', 'webhook_down', 'data_destroyed',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -180,6 +180,7 @@ function workerPool(cfg: ChaosConfig, dataDir: string) {
   const log = createWriteStream(path.join(dataDir, 'workers.log'));
   const procs: (ChildProcess | undefined)[] = [];
   let closed = false;
+  const paused = new Set<ChildProcess>();
   const start = (i: number) => {
     if (closed) return;
     const p = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'gpu-worker/main.ts')], {
@@ -193,10 +194,19 @@ function workerPool(cfg: ChaosConfig, dataDir: string) {
   for (let i = 0; i < cfg.workers; i++) start(i);
   return {
     kill(i: number) { procs[i]?.kill('SIGKILL'); procs[i] = undefined; },
+    /** SIGSTOP for `sec`, then SIGCONT: its lease runs out meanwhile, so another worker takes the chunk too. */
+    pause(i: number, sec: number) {
+      const p = procs[i];
+      if (!p) return;
+      p.kill('SIGSTOP');
+      paused.add(p);
+      setTimeout(() => { p.kill('SIGCONT'); paused.delete(p); }, sec * 1000);
+    },
     start,
     alive: () => procs.map((p, i) => (p ? i : -1)).filter((i) => i >= 0),
     async close() {
       closed = true;
+      for (const p of paused) p.kill('SIGCONT');
       await Promise.all(procs.map((p) => p && new Promise<void>((r) => {
         if (p.exitCode !== null) return r();
         p.once('exit', () => r());
@@ -266,7 +276,7 @@ export async function runChaos(cfg: ChaosConfig, opts: { dir?: string; log?: (li
     // Data faults hit jobs with a chunk done and at least one more to make after the current one, so
     // the damage is met by a later chunk or the finalize (not deleted under a finalize already done).
     const started = [...active].filter((j) => j.progress.chunks_done >= 1 && j.progress.chunks_done + 2 <= j.progress.chunks_total);
-    const needsStarted = kind !== 'worker_sigkill' && kind !== 'webhook_down' && kind !== 'duplicate_task';
+    const needsStarted = !['worker_sigkill', 'worker_pause', 'webhook_down', 'duplicate_task'].includes(kind);
     if (needsStarted && started.length === 0) { order.unshift(kind); return; }
     const job = pick(started.length ? started : active);
     const progress = (ids: string[]) => new Map(ids.map((id) => [id, jobs.get(id)?.progress.chunks_done ?? 0]));
@@ -279,6 +289,13 @@ export async function runChaos(cfg: ChaosConfig, opts: { dir?: string; log?: (li
         affected = await inFlight();
         pool.kill(i);
         setTimeout(() => pool.start(i), 500 + rand() * 1000);
+        break;
+      }
+      case 'worker_pause': {
+        const alive = pool.alive();
+        if (alive.length === 0) return;
+        affected = await inFlight();
+        pool.pause(pick(alive), cfg.visibilitySec + 2);
         break;
       }
       case 'duplicate_task': {
