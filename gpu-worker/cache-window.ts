@@ -13,13 +13,12 @@ import { allocateWindow, emptyWindow, placeFrames, planCacheRead, type Assembled
 import { ModelHashMismatchError } from '../shared/cache/errors.js';
 import { encodeSegmentParts, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, inputFrameKey, jobPrefix } from '../shared/keys.js';
-import { pngsToFrames } from '../shared/media/png.js';
 import { frameFloats, type Manifest } from '../shared/model/manifest.js';
 import { contextFrames } from '../shared/sampler/context.js';
 import type { Job } from '../shared/schemas/job.js';
 import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
-import { chunkFramesForRebuild, recordRepair } from './clean-copy.js';
+import { chunkFramesForRebuild, decodeStoredPngs, recordRepair } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
@@ -189,7 +188,7 @@ async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: Seg
     const pngs = await Promise.all(frameKeys.map(async (k) => (await deps.store.get(k))?.body));
     const lost = frameKeys.filter((_, i) => !pngs[i]);
     if (lost.length > 0) throw lostAll(lost.join(', '));
-    source = { frames: pngsToFrames(pngs as Buffer[], geometry(deps.model.manifest)), from: 'input' };
+    source = { frames: decodeStoredPngs(deps, pngs as Buffer[], frameKeys), from: 'input' };
   } else {
     // The chunk's lossless copy (an exact rebuild), else its 8-bit frames (clean-copy.ts).
     try {

@@ -13,7 +13,7 @@ import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey, streamSegmentKey } from '../shared/keys.js';
 import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
-import { framesToPngs, pngsToFrames } from '../shared/media/png.js';
+import { framesToPngs } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
@@ -23,7 +23,7 @@ import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.j
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
-import { assertEarlierFramesKept, f16Precision, writeCleanCopy } from './clean-copy.js';
+import { assertEarlierFramesKept, decodeStoredPngs, f16Precision, writeCleanCopy } from './clean-copy.js';
 import { attentionShape, cacheWritePass, defersSegment, readWindow, segmentKey, stepAfter, writeSegment, type CacheDeps } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
@@ -186,12 +186,13 @@ async function cancel(deps: ChunkDeps, job: Job): Promise<ChunkOutcome> {
 async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Promise<void> {
   const { store, model } = deps;
   if (await store.head(cacheSegmentKey(job.tenant, job.id, 'prefix'))) return;
-  const pngs = await Promise.all(job.request.init_frames.keys.map(async (_, i) => {
-    const obj = await store.get(inputFrameKey(job.tenant, job.id, i));
+  const keys = job.request.init_frames.keys.map((_, i) => inputFrameKey(job.tenant, job.id, i));
+  const pngs = await Promise.all(keys.map(async (key, i) => {
+    const obj = await store.get(key);
     if (!obj) throw new ChunkFailure('input_missing', `starting frame ${i} is missing from the store`);
     return obj.body;
   }));
-  const frames = pngsToFrames(pngs, geometry(model.manifest));
+  const frames = decodeStoredPngs(deps, pngs, keys);
   const kv = await cacheWritePass(model, job, plan, frames, PREFIX_CHUNK, 0, emptyWindow(model.manifest.cache_dtype));
   await writeSegment(deps, job, plan, PREFIX_CHUNK, 0, kv);
   if (keepsWindow(deps, job, plan)) {

@@ -148,6 +148,14 @@ export function decodeStoredPng(deps: Pick<CleanCopyDeps, 'model'>, png: Buffer,
   }
 }
 
+/** Several stored PNG frames as one [F, C, H, W] array; an unreadable one fails the job. */
+export function decodeStoredPngs(deps: Pick<CleanCopyDeps, 'model'>, pngs: Buffer[], keys: string[]): Float32Array {
+  const per = frameFloats(deps.model.manifest);
+  const out = new Float32Array(pngs.length * per);
+  pngs.forEach((png, i) => out.set(decodeStoredPng(deps, png, keys[i]), i * per));
+  return out;
+}
+
 /** Notes a repair in the job (shown by GET as `repairs`); at most 100 are kept. */
 export async function recordRepair(store: ObjectStore, job: Job, repair: Omit<JobRepair, 'at'>): Promise<void> {
   await updateJob(store, job.tenant, job.id, (j) => {

@@ -16,8 +16,8 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
   const g = geometry(deps.model.manifest);
   // A missing or damaged frame is rebuilt from its chunk's clean copy, else fails the job at once
   // (a damaged object is permanent: retrying reads the same bytes).
-  const pngs: Buffer[] = [];
-  for (let k = 0; k < plan.chunksTotal; k++) pngs.push(...await chunkPngs(deps, job, k, framesOfChunk(plan, k)));
+  const chunks = Array.from({ length: plan.chunksTotal }, (_, k) => k);
+  const pngs = (await Promise.all(chunks.map((k) => chunkPngs(deps, job, k, framesOfChunk(plan, k))))).flat();
   // Segments a worker kept in memory were never read back: a damaged one is rebuilt now, so the
   // store holds a sound cache when the job ends.
   await verifySegments(deps, job, plan);

@@ -75,6 +75,22 @@ describe('damaged or missing stored objects', () => {
     expect(run.events.map((e) => e.outcome)).toEqual(['computed', 'failed']);
   });
 
+  it('fails the job at once when a stored starting frame is damaged', async () => {
+    const dir = tempDir();
+    const stack = localStack(dir);
+    const png = readFileSync(path.resolve(import.meta.dirname, '../../scripts/assets/demo-init-0.png'));
+    const job = await submitJob(stack, model.manifest, { frames: 6, steps: 2, initPngs: [png] });
+    flip(path.join(dir, 'store', ...job.request.init_frames.keys[0].split('/')), 40);
+    const events: TaskEvent[] = [];
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.2, onTask: (e) => events.push(e) });
+    await worker.processNext();
+    await worker.close();
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(events.map((e) => e.outcome)).toEqual(['failed']);
+    expect(done.error?.code).toBe('frames_corrupt');
+    expect(done.error?.message).toContain('input/000.png');
+  });
+
   it('leaves a sound cache in the store after success, though a worker with its window in memory never read it', async () => {
     const seg = cacheSegmentKey('tenant1', 'dmg', 0);
     const run = await runJob((file, _job, k) => { if (k === 0) flip(file(seg), readFileSync(file(seg)).length - 9); }, 64 * 2 ** 20);
