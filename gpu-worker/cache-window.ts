@@ -90,7 +90,7 @@ export async function writeSegment(
   // A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
   const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
   try {
-    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
+    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS, durable: false });
   } catch (err) {
     // Someone else wrote (or repaired) it first: the same pass over the same frames, the same bytes.
     if (!(err instanceof PreconditionFailedError)) throw err;

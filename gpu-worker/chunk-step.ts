@@ -100,9 +100,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
+      const t0 = performance.now();
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      phases.spans.advance = Math.round(performance.now() - t0);
       if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
       await deps.segmentWrites!.drain(); // at most one chunk's K/V waiting to be stored
+      phases.spans.drain = Math.round(performance.now() - t0) - phases.spans.advance;
       deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
     })
     : Promise.resolve();
