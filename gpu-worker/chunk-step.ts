@@ -2,8 +2,8 @@
  * The chunk step: compute chunk k of a job, persist its cache segment and frames, advance the job.
  *
  *   read job (canceled? done already?) -> assemble cache from segments -> denoise chunk k
- *   -> t = 0 pass on the clean chunk -> write segment k (write-once) and frames
- *   -> compare-and-swap job.json -> send task k+1, or finalize -> webhook events
+ *   -> t = 0 pass on the clean chunk -> write segment k (write-once; a large one in the
+ *   background) and frames -> compare-and-swap job.json -> send task k+1, or finalize -> webhook events
  *
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
@@ -100,12 +100,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
-      const t0 = performance.now();
+      const advancing = performance.now();
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
-      phases.spans.advance = Math.round(performance.now() - t0);
+      phases.spans.advance = Math.round(performance.now() - advancing);
       if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
-      await deps.segmentWrites!.drain(); // at most one chunk's K/V waiting to be stored
-      phases.spans.drain = Math.round(performance.now() - t0) - phases.spans.advance;
+      // At most one chunk's K/V waiting to be stored; the previous one has had a whole chunk to land.
+      await deps.segmentWrites!.drain();
       deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
     })
     : Promise.resolve();

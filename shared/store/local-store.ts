@@ -16,7 +16,7 @@ import {
 } from './object-store.js';
 
 /** Objects of at least this many bytes get an identity ETag instead of a content hash (see etagOf). */
-export const LARGE_OBJECT = 8 * 2 ** 20;
+export const LARGE_OBJECT = 2 ** 20;
 
 /** Reserved top-level folder for temp files and locks; `assertValidKey` rejects dot segments, so no key lands here. */
 const STAGING = '.staging';
