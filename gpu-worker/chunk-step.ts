@@ -110,7 +110,10 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     })
     : Promise.resolve();
   const pngs = framesToPngs(clean, geometry(m));
-  await Promise.all([segment, ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' }))]);
+  const storing = performance.now();
+  const framesStored = Promise.all(pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })))
+    .then(() => { phases.spans.frames = Math.round(performance.now() - storing); });
+  await Promise.all([segment, framesStored]);
   phases.mark('write');
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
