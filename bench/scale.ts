@@ -156,7 +156,8 @@ async function main() {
   try {
     for (const cfg of configs) {
       const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-        env: { ...process.env, SCALE_CHILD: JSON.stringify({ cfg, s3Port: s3?.port }) }, stdio: ['ignore', 'pipe', 'inherit'],
+        // The thread pool as the worker image sizes it (gpu-worker/Dockerfile).
+        env: { UV_THREADPOOL_SIZE: '16', ...process.env, SCALE_CHILD: JSON.stringify({ cfg, s3Port: s3?.port }) }, stdio: ['ignore', 'pipe', 'inherit'],
       });
       let out = '';
       child.stdout!.on('data', (d) => { out += d; });

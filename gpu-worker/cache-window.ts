@@ -23,7 +23,7 @@ import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
 import type { StepGraph, StepInput } from './model-session.js';
-import { readSegmentInto, type SegmentWrites } from './segment-io.js';
+import { readSegmentInto, Staging, type SegmentWrites } from './segment-io.js';
 
 export interface CacheDeps {
   store: ObjectStore;
@@ -89,7 +89,7 @@ export async function writeSegment(
   // A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
   const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
   try {
-    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS });
+    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS, durable: false });
   } catch (err) {
     // Someone else wrote (or repaired) it first: the same pass over the same frames, the same bytes.
     if (!(err instanceof PreconditionFailedError)) throw err;
@@ -117,13 +117,14 @@ export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFr
     const from = i === 0 ? readPlan.skipFrames : 0;
     return { window, shape, from, count: seg.frames - from, g0: seg.firstFrame + from };
   });
-  // Two segments at a time: each holds one segment's frames while they are verified and placed.
+  // Two segments at a time, each lane reading into its own reused buffer.
   const results: Damage[] = [];
   let next = 0;
   const lane = async () => {
+    const staging = new Staging();
     while (next < readPlan.segments.length) {
       const i = next++;
-      const damage = await readStored(deps, job, plan, readPlan.segments[i], placements[i]);
+      const damage = await readStored(deps, job, plan, readPlan.segments[i], { ...placements[i], staging });
       if (damage) results[i] = damage;
     }
   };

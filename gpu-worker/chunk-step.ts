@@ -2,8 +2,9 @@
  * The chunk step: compute chunk k of a job, persist its cache segment and frames, advance the job.
  *
  *   read job (canceled? done already?) -> assemble cache from segments -> denoise chunk k
- *   -> t = 0 pass on the clean chunk -> write segment k (write-once), frames and clean copy
- *   -> compare-and-swap job.json -> send task k+1, or finalize -> webhook events
+ *   -> t = 0 pass on the clean chunk -> write segment k (write-once; a large one in the
+ *   background), frames, clean copy and HLS segment -> compare-and-swap job.json
+ *   -> send task k+1, or finalize -> webhook events
  *
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
@@ -107,9 +108,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
+      const advancing = performance.now();
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
+      phases.spans.advance = Math.round(performance.now() - advancing);
       if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
-      await deps.segmentWrites!.drain(); // at most one chunk's K/V waiting to be stored
+      // At most one chunk's K/V waiting to be stored; the previous one has had a whole chunk to land.
+      await deps.segmentWrites!.drain();
       deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
     })
     : Promise.resolve();
@@ -118,12 +122,12 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const stream = encodeTsSegment(clean, geometry(m), { startFrame: k * l, signal })
     .then((ts) => store.put(streamSegmentKey(job.tenant, job.id, k), ts, { contentType: TS_SEGMENT_TYPE }));
   const pngs = framesToPngs(clean, geometry(m));
-  await Promise.all([
-    segment,
-    stream,
+  const storing = performance.now();
+  const framesStored = Promise.all([
     writeCleanCopy(store, job, k, clean, keep),
     ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })),
-  ]);
+  ]).then(() => { phases.spans.frames = Math.round(performance.now() - storing); });
+  await Promise.all([segment, stream, framesStored]);
   phases.mark('write');
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.

@@ -30,7 +30,22 @@ export interface FramePlacement {
   from: number;
   count: number;
   g0: number;
+  /** Bytes to read frames into before they are placed, reused from segment to segment (fresh ones cost page faults). */
+  staging?: Staging;
 }
+
+/** One reusable read buffer: at most FRAMES_PER_BATCH frames of a segment at a time. */
+export class Staging {
+  private buffer = new Uint8Array(0);
+
+  take(bytes: number): Uint8Array {
+    if (this.buffer.byteLength < bytes) this.buffer = new Uint8Array(bytes);
+    return this.buffer.subarray(0, bytes);
+  }
+}
+
+/** Frames read, verified and placed together: enough for placement to write runs of several slots. */
+const FRAMES_PER_BATCH = 4;
 
 /** The segment's place in the job: checked against its header before any payload is read. */
 export interface SegmentPlace extends SegmentExpectation {
@@ -77,22 +92,30 @@ export async function readSegmentInto(store: ObjectStore, key: string, place: Se
   }
 }
 
-/** Version 2: the needed frames, FRAME_LANES at a time, each hashed as soon as it lands; then placed together. */
+/**
+ * Version 2: the needed frames in batches, FRAME_LANES frames in flight, each hashed as soon as it
+ * lands; a batch is placed once all its frames are verified.
+ */
 async function readFrames(store: ObjectStore, key: string, meta: SegmentHeader, p: FramePlacement): Promise<number> {
-  const staging = new Uint8Array(p.count * meta.frameBytes);
-  let next = 0;
-  const lane = async () => {
-    while (next < p.count) {
-      const i = next++;
-      const into = staging.subarray(i * meta.frameBytes, (i + 1) * meta.frameBytes);
-      const got = await store.readRange(key, meta.headerBytes + (p.from + i) * meta.frameBytes, into);
-      if (!got || got.bytes !== meta.frameBytes) throw new SegmentTruncatedError(meta.frameBytes, got?.bytes ?? 0);
-      await verifySegmentFrame(meta, p.from + i, into);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(FRAME_LANES, p.count) }, lane));
-  placeFrames(p.window, asKv(staging, meta), 0, p.count, p.g0, p.shape);
-  return staging.byteLength;
+  const staging = p.staging ?? new Staging();
+  for (let b = 0; b < p.count; b += FRAMES_PER_BATCH) {
+    const n = Math.min(FRAMES_PER_BATCH, p.count - b);
+    const batch = staging.take(n * meta.frameBytes);
+    let next = 0;
+    const lane = async () => {
+      while (next < n) {
+        const i = next++;
+        const f = p.from + b + i;
+        const into = batch.subarray(i * meta.frameBytes, (i + 1) * meta.frameBytes);
+        const got = await store.readRange(key, meta.headerBytes + f * meta.frameBytes, into);
+        if (!got || got.bytes !== meta.frameBytes) throw new SegmentTruncatedError(meta.frameBytes, got?.bytes ?? 0);
+        await verifySegmentFrame(meta, f, into);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FRAME_LANES, n) }, lane));
+    placeFrames(p.window, asKv(batch, meta), 0, n, p.g0 + b, p.shape);
+  }
+  return p.count * meta.frameBytes;
 }
 
 /** Version 1: the whole payload and its one hash. */

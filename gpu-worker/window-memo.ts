@@ -51,6 +51,12 @@ export class WindowMemo {
     }
   }
 
+  /** Drops every window (a closing worker gives their memory back at once). */
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+
   private delete(job: string): void {
     const old = this.entries.get(job);
     if (!old) return;

@@ -79,6 +79,7 @@ export class ChunkWorker {
       this.stopped = true;
       try { await this.running; } catch (error) { log.error('worker loop failed', { error: String(error) }); }
       try { await this.segmentWrites.drain(); } catch (error) { log.error('segment writes failed', { error: String(error) }); }
+      this.deps.windowMemo?.clear();
       try { this.heartbeat.close(); } catch { /* timers only */ }
       if (this.opts.ownsModel) {
         try { await this.opts.model.release(); } catch (error) { log.warn('model release failed', { error: String(error) }); }

@@ -168,18 +168,25 @@ export function advanceCacheWindow(
   if (P !== window.frames) {
     // Growing (the first chunks of a job): the slot of a kept frame changes with P.
     next = allocateWindow(P, start, shape, window.cache instanceof Uint16Array ? 'float16' : 'float32');
-    const old = window.cache;
     const { runs, headDim: hd } = shape;
+    const [src, dst, w] = wordViews(window.cache, next.cache, hd);
     for (let a = 0; a < runs; a++) {
       for (let g = keepFrom; g < end; g++) {
-        const s = (a * window.frames + (g % window.frames)) * hd, d = (a * P + (g % P)) * hd;
-        next.cache.set(old.subarray(s, s + hd), d);
+        const s = (a * window.frames + (g % window.frames)) * w, d = (a * P + (g % P)) * w;
+        for (let k = 0; k < w; k++) dst[d + k] = src[s + k];
       }
     }
   }
   const skip = Math.max(0, start - firstFrame);
   placeFrames(next, kv, skip, frames - skip, firstFrame + skip, shape);
   return next;
+}
+
+/** Two same-kind arrays as 32-bit words where runs of `hd` values allow it (bit-exact, fewer trips), and the words per run. */
+function wordViews(src: KvData, dst: KvData, hd: number): [KvData | Uint32Array, KvData | Uint32Array, number] {
+  const bpe = dst.BYTES_PER_ELEMENT;
+  if ((hd * bpe) % 4 !== 0 || src.byteOffset % 4 !== 0 || dst.byteOffset % 4 !== 0) return [src, dst, hd];
+  return [new Uint32Array(src.buffer, src.byteOffset, (src.length * bpe) >> 2), new Uint32Array(dst.buffer, dst.byteOffset, (dst.length * bpe) >> 2), (hd * bpe) / 4];
 }
 
 function checkFrames(data: KvData, frames: number, shape: AttentionShape): void {

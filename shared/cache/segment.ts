@@ -107,7 +107,12 @@ export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDty
 export async function encodeSegmentParts(data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Promise<{ header: Buffer; payload: Buffer }> {
   const payload = segmentPayload(data, meta, dtype);
   const frameBytes = payload.byteLength / meta.shape[0];
-  const shas = await Promise.all(Array.from({ length: meta.shape[0] }, (_, f) => sha256Async(payload.subarray(f * frameBytes, (f + 1) * frameBytes))));
+  // Two frames at a time: the thread pool stays free for the chunk's own small writes meanwhile.
+  const shas: Buffer[] = [];
+  for (let f = 0; f < meta.shape[0]; f += 2) {
+    const pair = [f, f + 1].filter((i) => i < meta.shape[0]);
+    shas.push(...await Promise.all(pair.map((i) => sha256Async(payload.subarray(i * frameBytes, (i + 1) * frameBytes)))));
+  }
   return { header: encodeSegmentHeader(meta, dtype, shas), payload };
 }
 

@@ -99,15 +99,22 @@ export async function writeFileAtomic(target: string, data: Buffer | string, tmp
   }
 }
 
+const WRITE_SLICE = 8 * 2 ** 20;
+
 /** Writes and fsyncs a uniquely named temp file (`data` in parts, one after the other); the caller renames or links it into place. */
-export async function writeTemp(data: Buffer | string | readonly Uint8Array[], tmpDir: string): Promise<string> {
+export async function writeTemp(data: Buffer | string | readonly Uint8Array[], tmpDir: string, sync = true): Promise<string> {
   await fs.mkdir(tmpDir, { recursive: true });
   const tmp = path.join(tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, 'wx');
   try {
-    if (Array.isArray(data)) for (const part of data as readonly Uint8Array[]) await handle.write(part, 0, part.byteLength);
+    // Large parts in 8 MiB writes, so that one big object never holds a thread-pool thread for long.
+    if (Array.isArray(data)) {
+      for (const part of data as readonly Uint8Array[]) {
+        for (let o = 0; o < part.byteLength; o += WRITE_SLICE) await handle.write(part, o, Math.min(WRITE_SLICE, part.byteLength - o));
+      }
+    }
     else await handle.writeFile(data as Buffer | string);
-    await handle.sync();
+    if (sync) await handle.sync();
   } finally {
     await handle.close();
   }

@@ -16,7 +16,7 @@ import {
 } from './object-store.js';
 
 /** Objects of at least this many bytes get an identity ETag instead of a content hash (see etagOf). */
-export const LARGE_OBJECT = 8 * 2 ** 20;
+export const LARGE_OBJECT = 2 ** 20;
 
 /** Reserved top-level folder for temp files and locks; `assertValidKey` rejects dot segments, so no key lands here. */
 const STAGING = '.staging';
@@ -100,7 +100,7 @@ export class LocalStore implements ObjectStore {
     const condition = { ifNoneMatch, ifMatch };
     // Write the bytes before taking the lock: the critical section is then only a check and a rename.
     const parts = typeof body === 'string' ? [Buffer.from(body)] : Array.isArray(body) ? (body as readonly Uint8Array[]) : [body as Uint8Array];
-    const tmp = await writeTemp(parts, path.join(this.root, STAGING, 'tmp'));
+    const tmp = await writeTemp(parts, path.join(this.root, STAGING, 'tmp'), options.durable ?? true);
     try {
       // The temp file's inode is the object's (rename and link keep it), and so is its ETag.
       const stat = await fs.stat(tmp, { bigint: true });

@@ -30,6 +30,13 @@ export interface PutOptions {
   /** Replace only if the current ETag is this one (compare-and-swap on job.json); a missing key fails too. */
   ifMatch?: string;
   contentType?: string;
+  /**
+   * false: the local store skips the fsync, so the bytes survive a crash of the process but maybe
+   * not a power failure. Only for objects that are verified when read and rebuilt when lost (cache
+   * segments): syncing hundreds of MB stalls every other fsync on the disk (the frames', the job's).
+   * S3 ignores it. Default true.
+   */
+  durable?: boolean;
   /** Object tags (S3 lifecycle rules match them, e.g. cache segments that expire); a local folder ignores them. */
   tags?: Record<string, string>;
 }

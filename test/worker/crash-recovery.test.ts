@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { adaptersFromEnv } from '../../gpu-worker/adapters.js';
+import { geometry } from '../../gpu-worker/job-plan.js';
+import { pngsToFrames } from '../../shared/media/png.js';
 import { loadManifest } from '../../shared/model/manifest.js';
 import { readJob } from '../../shared/jobs/job-store.js';
 import type { Job } from '../../shared/schemas/job.js';
@@ -10,10 +12,10 @@ import { MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** The real worker process (gpu-worker/main.ts) on an embedded data folder. */
-function startWorker(dataDir: string): ChildProcess {
+function startWorker(dataDir: string, env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', 'gpu-worker/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, DATA_DIR: dataDir, STORE: 'local', VISIBILITY_SEC: '2', LOG_LEVEL: 'warn' },
+    env: { ...process.env, DATA_DIR: dataDir, STORE: 'local', VISIBILITY_SEC: '2', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
 }
@@ -72,5 +74,48 @@ describe('a worker killed mid-job', () => {
     const [want, got] = await Promise.all([outputs(refDir, refJob), outputs(dir, job)]);
     expect([...got.keys()]).toEqual([...want.keys()]);
     for (const [key, bytes] of want) expect(got.get(key)!.equals(bytes), key).toBe(true);
+  }, 240_000);
+
+  it('with every segment stored in the background: killed and restarted, frames identical, or within the rebuild difference where a segment was lost', async () => {
+    const { manifest } = await loadManifest(MODEL_DIR);
+    const chunks = 5;
+    const request = { id: 'crashdefer', frames: chunks * manifest.chunk_frames, steps: 6, seed: 5, label: 2 };
+    const deferred = { DEFER_SEGMENT_BYTES: '0' };
+
+    const refDir = tempDir();
+    const refJob = await submitJob(adaptersFromEnv({ STORE: 'local', DATA_DIR: refDir }), manifest, request);
+    const ref = startWorker(refDir, deferred);
+    await waitFor(refJob, refDir, (j) => j.status === 'succeeded');
+    ref.kill('SIGTERM');
+
+    const dir = tempDir();
+    const job = await submitJob(adaptersFromEnv({ STORE: 'local', DATA_DIR: dir }), manifest, request);
+    const first = startWorker(dir, deferred);
+    // Killed right after chunk 1 is recorded: its segment may still be on its way.
+    await waitFor(job, dir, (j) => j.progress.chunks_done >= 2);
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    const second = startWorker(dir, { ...deferred, LOG_LEVEL: 'warn' });
+    let log = '';
+    second.stderr!.on('data', (d) => { log += d; });
+    const finished = await waitFor(job, dir, (j) => j.status === 'succeeded' || j.status === 'failed');
+    second.kill('SIGTERM');
+    expect(finished.status).toBe('succeeded');
+
+    const [want, got] = await Promise.all([outputs(refDir, refJob), outputs(dir, job)]);
+    const frameKeys = [...want.keys()].filter((k) => k.includes('/frames/'));
+    const rebuilt = [...log.matchAll(/rebuilding[^\n]*"chunk":(-?\d+)/g)].map((mm) => Number(mm[1]));
+    const firstRebuilt = rebuilt.length ? Math.min(...rebuilt) : Infinity;
+    for (const key of frameKeys) {
+      const k = Number(/frames\/(\d+)\//.exec(key)![1]);
+      if (k <= firstRebuilt) {
+        expect(got.get(key)!.equals(want.get(key)!), key).toBe(true);
+      } else {
+        // After a rebuilt segment: the K/V of its 8-bit frames, so pixels may move a little.
+        const [a, b] = [got, want].map((o) => pngsToFrames([o.get(key)!], geometry(manifest)));
+        const diff = a.reduce((d, v, i) => Math.max(d, Math.abs(v - b[i])), 0);
+        expect(diff, key).toBeLessThan(0.25);
+      }
+    }
   }, 240_000);
 });

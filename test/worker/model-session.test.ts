@@ -29,6 +29,15 @@ function frames(x: Float32Array, rows: number, F: number, from: number, to: numb
 const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
 describe('the step graph as the worker calls it', () => {
+  it('refuses a window in another dtype than the graph takes (manifest cache_dtype), before running', async () => {
+    const m = model.manifest;
+    expect(m.cache_dtype).toBe('float32'); // the shipped toy graph takes its cache in float32
+    const P = 2, perFrame = m.depth * 2 * m.tokens_per_frame * m.width;
+    const input: StepInput = { x: new Float32Array(m.chunk_frames * frameFloats(m)), t: new Float32Array(m.chunk_frames), labels: [0], pos: P,
+      cache: new Uint16Array(P * perFrame), cacheFrames: P, rows: 1, frames: m.chunk_frames };
+    await expect(model.step(input, 'prediction')).rejects.toThrow(/window is float16, the graph's cache inputs are float32/);
+  });
+
   it('a cached call equals recomputing the conditioning frames (cache fed as per-layer views)', async () => {
     const m = model.manifest;
     const rows = 2, P = 8, l = m.chunk_frames, F = P + l;

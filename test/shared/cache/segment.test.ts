@@ -10,10 +10,13 @@ import {
   UnsupportedVersionError,
 } from '../../../shared/cache/errors.js';
 import { f16ToF32, f32ToF16 } from '../../../shared/cache/f16.js';
+import { createHash } from 'node:crypto';
 import {
   decodeSegment,
   decodeSegmentHeader,
   encodeSegment,
+  encodeSegmentParts,
+  verifySegmentFrame,
   PREFIX_CHUNK,
   type KvShape,
   type SegmentMeta,
@@ -36,7 +39,57 @@ function flip(buf: Buffer, at: number): Buffer {
   return b;
 }
 
+/** A version-1 segment as the codec wrote it before per-frame hashes: one SHA-256 of the payload. */
+function encodeV1(payload: Buffer, meta: SegmentMeta, dtype: 'float16' | 'float32'): Buffer {
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest();
+  const job = Buffer.from(meta.job);
+  const head = Buffer.alloc(8 + 2 + 1 + 1 + 24 + 32 + 2 + job.length + 4 + 4 + 8 + 32);
+  let o = head.write('CA2VDMKV', 0, 'ascii');
+  o = head.writeUInt16LE(1, o);
+  o = head.writeUInt8(dtype === 'float16' ? 1 : 2, o);
+  o = head.writeUInt8(6, o);
+  for (const d of meta.shape) o = head.writeUInt32LE(d, o);
+  o += Buffer.from(meta.modelSha, 'hex').copy(head, o);
+  o = head.writeUInt16LE(job.length, o);
+  o += job.copy(head, o);
+  o = head.writeInt32LE(meta.chunk, o);
+  o = head.writeUInt32LE(meta.firstFrame, o);
+  o = head.writeBigUInt64LE(BigInt(payload.length), o);
+  sha(payload).copy(head, o);
+  return Buffer.concat([head, sha(head), payload]);
+}
+
 describe('cache segment codec', () => {
+  it('still reads version-1 segments (one payload hash), and catches their corruption', () => {
+    const bits = f32ToF16(data());
+    const v1 = encodeV1(Buffer.from(bits.buffer), META, 'float16');
+    const { meta, data: y } = decodeSegment(v1, EXPECT);
+    expect(meta).toMatchObject({ version: 1, chunk: 7, firstFrame: 31 });
+    expect(meta.payloadSha).toBeDefined();
+    expect(y).toEqual(f16ToF32(bits));
+    expect(() => decodeSegment(flip(v1, v1.length - 3), EXPECT)).toThrow(ChecksumMismatchError);
+  });
+
+  it('hashes each frame: a frame verifies alone, and a flipped byte fails only its own frame', async () => {
+    const buf = encodeSegment(data(), META);
+    const meta = decodeSegmentHeader(buf);
+    expect(meta.frameShas).toHaveLength(3);
+    const frame = (b: Buffer, f: number) => b.subarray(meta.headerBytes + f * meta.frameBytes, meta.headerBytes + (f + 1) * meta.frameBytes);
+    for (let f = 0; f < 3; f++) await verifySegmentFrame(meta, f, frame(buf, f));
+    const bad = flip(buf, meta.headerBytes + meta.frameBytes + 3); // inside frame 1
+    await verifySegmentFrame(meta, 0, frame(bad, 0));
+    await expect(verifySegmentFrame(meta, 1, frame(bad, 1))).rejects.toBeInstanceOf(ChecksumMismatchError);
+    await verifySegmentFrame(meta, 2, frame(bad, 2));
+    await expect(verifySegmentFrame(meta, 0, frame(buf, 0).subarray(1))).rejects.toBeInstanceOf(SegmentTruncatedError);
+  });
+
+  it('encodes in parts to the same bytes, the payload a view of the K/V rather than a copy', async () => {
+    const bits = f32ToF16(data());
+    const { header, payload } = await encodeSegmentParts(bits, META);
+    expect(Buffer.concat([header, payload]).equals(encodeSegment(bits, META))).toBe(true);
+    expect(payload.buffer).toBe(bits.buffer);
+  });
+
   it('round-trips float32 exactly with all metadata', () => {
     const x = data();
     const { meta, data: y } = decodeSegment(encodeSegment(x, META, 'float32'), { ...EXPECT, chunk: 7, frameShape: [2, 2, 2, 4, 8] });
