@@ -103,19 +103,10 @@ describe('a worker killed mid-job', () => {
     expect(finished.status).toBe('succeeded');
 
     const [want, got] = await Promise.all([outputs(refDir, refJob), outputs(dir, job)]);
+    // A segment lost with the killed worker is rebuilt from its chunk's lossless clean copy: the same
+    // K/V, so every frame is the reference's, byte for byte.
     const frameKeys = [...want.keys()].filter((k) => k.includes('/frames/'));
-    const rebuilt = [...log.matchAll(/rebuilding[^\n]*"chunk":(-?\d+)/g)].map((mm) => Number(mm[1]));
-    const firstRebuilt = rebuilt.length ? Math.min(...rebuilt) : Infinity;
-    for (const key of frameKeys) {
-      const k = Number(/frames\/(\d+)\//.exec(key)![1]);
-      if (k <= firstRebuilt) {
-        expect(got.get(key)!.equals(want.get(key)!), key).toBe(true);
-      } else {
-        // After a rebuilt segment: the K/V of its 8-bit frames, so pixels may move a little.
-        const [a, b] = [got, want].map((o) => pngsToFrames([o.get(key)!], geometry(manifest)));
-        const diff = a.reduce((d, v, i) => Math.max(d, Math.abs(v - b[i])), 0);
-        expect(diff, key).toBeLessThan(0.25);
-      }
-    }
+    expect(frameKeys.length).toBeGreaterThan(0);
+    for (const key of frameKeys) expect(got.get(key)!.equals(want.get(key)!), key).toBe(true);
   }, 240_000);
 });
