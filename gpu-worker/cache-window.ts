@@ -16,11 +16,12 @@ import { CACHE_SEGMENT_TAGS, cacheSegmentKey, inputFrameKey, jobPrefix } from '.
 import { frameFloats, type Manifest } from '../shared/model/manifest.js';
 import { contextFrames } from '../shared/sampler/context.js';
 import type { Job } from '../shared/schemas/job.js';
+import { readJob } from '../shared/jobs/job-store.js';
 import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { chunkFramesForRebuild, decodeStoredPngs, recordRepair } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
-import { geometry, type JobPlan } from './job-plan.js';
+import { firstFrameOf, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
 import type { StepGraph, StepInput } from './model-session.js';
 import { readSegmentInto, Staging, type SegmentWrites } from './segment-io.js';
@@ -55,7 +56,8 @@ export async function cacheWritePass(
   model: StepGraph, job: Job, plan: JobPlan, frames: Float32Array, chunk: number, firstFrame: number, window: AssembledWindow,
 ): Promise<KvData> {
   const m = model.manifest;
-  const x = repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk }), plan.rows);
+  const noiseChunk = chunk === PREFIX_CHUNK ? chunk : plan.chunkOffset + chunk;
+  const x = repeatRows(contextFrames(frames, m, { seed: job.request.seed, chunk: noiseChunk }), plan.rows);
   const { kv } = await model.step(stepAfter(window, m, plan, firstFrame, x, m.context_t, plan.rows), 'kv');
   return kv;
 }
@@ -103,13 +105,7 @@ export async function writeSegment(
  */
 export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<AssembledWindow> {
   const m = deps.model.manifest;
-  const available: SegmentInfo[] = [];
-  if (plan.initFrames > 0) available.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
-  // Only the last few chunks can fall inside the window; older ones are never considered.
-  const oldest = Math.max(0, Math.floor((endFrame - plan.initFrames - m.p_max) / plan.chunkFrames));
-  for (let j = oldest; plan.initFrames + (j + 1) * plan.chunkFrames <= endFrame; j++) {
-    available.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
-  }
+  const available = await lineageSegments(deps, job, plan, endFrame);
   const readPlan = planCacheRead(available, m.p_max, { endFrame, startFrame: available[0]?.firstFrame ?? endFrame });
   const shape = attentionShape(m, plan);
   const window = allocateWindow(readPlan.frames, readPlan.firstFrame, shape, m.cache_dtype);
@@ -124,7 +120,8 @@ export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFr
     const staging = new Staging();
     while (next < readPlan.segments.length) {
       const i = next++;
-      const damage = await readStored(deps, job, plan, readPlan.segments[i], { ...placements[i], staging });
+      const seg = readPlan.segments[i];
+      const damage = await readStored(deps, seg.owner, seg.ownerPlan, ownSegment(seg), { ...placements[i], staging });
       if (damage) results[i] = damage;
     }
   };
@@ -132,11 +129,60 @@ export async function readWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFr
   // Damaged ones are rebuilt oldest first, so each rebuild's own window reads the ones before it repaired.
   for (const [i, seg] of readPlan.segments.entries()) {
     if (!results[i]) continue;
-    const kv = await rebuildSegment(deps, job, plan, seg, results[i]);
+    const kv = await rebuildSegment(deps, seg.owner, seg.ownerPlan, ownSegment(seg), results[i]);
     const p = placements[i];
     placeFrames(window, kv, p.from, p.count, p.g0, shape);
   }
   return window;
+}
+
+/** A segment of this job, or of a video it continues (extend, fork), in frame order: `chunk` orders them. */
+interface LineageSegment extends SegmentInfo {
+  owner: Job;
+  ownerPlan: JobPlan;
+  /** The segment's chunk in its owner's numbering (PREFIX_CHUNK for starting frames). */
+  ownerChunk: number;
+}
+
+const ownSegment = (seg: LineageSegment): SegmentInfo => ({ chunk: seg.ownerChunk, firstFrame: seg.firstFrame, frames: seg.frames });
+
+/** Most videos a continuation may stand on (a chain of extensions). */
+const MAX_LINEAGE = 1000;
+
+/**
+ * The segments that can hold the frames of the window before global frame `endFrame`: the job's
+ * own earlier chunks, its starting frames, and, where the window reaches before the job's first
+ * frame, the frames it continues: its parent's first `parent.frames` frames (and so on up the
+ * lineage). A parent's last chunk was never stored (nothing came after it): it is made from the
+ * parent's clean copy on first use, like any missing segment.
+ */
+async function lineageSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LineageSegment[]> {
+  const m = deps.model.manifest;
+  const from = endFrame - m.p_max; // no frame before this can be in the window
+  const segments: LineageSegment[] = [];
+  let owner = job;
+  let ownerPlan = plan;
+  let cut = endFrame - plan.startFrame; // the owner's own frames that come before endFrame
+  for (let hops = 0; ; hops++) {
+    const own: LineageSegment[] = [];
+    const l = ownerPlan.chunkFrames;
+    for (let j = Math.max(0, Math.floor((from - ownerPlan.startFrame) / l)); j * l < cut; j++) {
+      own.push({ owner, ownerPlan, ownerChunk: j, chunk: 0, firstFrame: firstFrameOf(ownerPlan, j), frames: Math.min(l, cut - j * l) });
+    }
+    if (ownerPlan.initFrames > 0 && from < ownerPlan.startFrame) {
+      own.unshift({ owner, ownerPlan, ownerChunk: PREFIX_CHUNK, chunk: 0, firstFrame: 0, frames: ownerPlan.initFrames });
+    }
+    segments.unshift(...own);
+    if (!owner.parent || from >= ownerPlan.startFrame) break;
+    if (hops >= MAX_LINEAGE) throw new ChunkFailure('bad_request', `job ${job.id} continues more than ${MAX_LINEAGE} videos`);
+    const parent = await readJob(deps.store, owner.tenant, owner.parent.id);
+    if (!parent) throw new ChunkFailure('parent_missing', `video ${owner.parent.id}, which job ${owner.id} continues, is gone`);
+    cut = owner.parent.frames;
+    owner = parent.job;
+    ownerPlan = jobPlan(owner, m);
+  }
+  segments.forEach((seg, i) => { seg.chunk = i; });
+  return segments;
 }
 
 /** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
@@ -200,12 +246,15 @@ async function rebuildSegment(deps: CacheDeps, job: Job, plan: JobPlan, seg: Seg
     }
   }
   const lossy = source.from === 'png';
-  log.warn(`cache segment damaged; rebuilding it from ${lossy ? 'its 8-bit frames (last resort: approximate)' : source.from === 'input' ? 'the starting frames' : 'the clean copy'}`,
+  // A job's last chunk has no segment until a continuation needs one: made now, not a repair.
+  const firstUse = seg.chunk === plan.chunksTotal - 1 && damage.reason === 'missing';
+  if (firstUse) log.info('cache segment of a last chunk made for a continuation', { job: job.id, chunk: seg.chunk });
+  else log.warn(`cache segment damaged; rebuilding it from ${lossy ? 'its 8-bit frames (last resort: approximate)' : source.from === 'input' ? 'the starting frames' : 'the clean copy'}`,
     { job: job.id, chunk: seg.chunk, reason: damage.reason });
   const window = seg.chunk === PREFIX_CHUNK ? emptyWindow(deps.model.manifest.cache_dtype) : await readWindow(deps, job, plan, seg.firstFrame);
   const kv = await cacheWritePass(deps.model, job, plan, source.frames, seg.chunk, seg.firstFrame, window);
   await writeSegment(deps, job, plan, seg.chunk, seg.firstFrame, kv, { replace: damage.etag });
-  await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: source.from, lossy });
+  if (!firstUse) await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: source.from, lossy });
   return kv;
 }
 
@@ -219,7 +268,7 @@ export async function verifySegments(deps: CacheDeps, job: Job, plan: JobPlan): 
   const shape = attentionShape(m, plan);
   const segments: SegmentInfo[] = [];
   if (plan.initFrames > 0) segments.push({ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
-  for (let j = 0; j + 1 < plan.chunksTotal; j++) segments.push({ chunk: j, firstFrame: plan.initFrames + j * plan.chunkFrames, frames: plan.chunkFrames });
+  for (let j = 0; j + 1 < plan.chunksTotal; j++) segments.push({ chunk: j, firstFrame: firstFrameOf(plan, j), frames: plan.chunkFrames });
   for (const seg of segments) {
     const window = allocateWindow(seg.frames, seg.firstFrame, shape, m.cache_dtype);
     const damage = await readStored(deps, job, plan, seg, { window, shape, from: 0, count: seg.frames, g0: seg.firstFrame });

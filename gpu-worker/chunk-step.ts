@@ -28,7 +28,7 @@ import { assertEarlierFramesKept, decodeStoredPngs, f16Precision, writeCleanCopy
 import { attentionShape, cacheWritePass, defersSegment, readWindow, segmentKey, stepAfter, writeSegment, type CacheDeps } from './cache-window.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
-import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
+import { firstFrameOf, framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
 import type { StepGraph } from './model-session.js';
 import { windowBytes, type WindowMemo } from './window-memo.js';
@@ -72,7 +72,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
 
   // 2. Conditioning: the K/V of at most P_max earlier frames: the window this worker left after
   //    chunk k-1, or assembled from the newest segments (a damaged one is rebuilt: cache-window.ts).
-  const firstFrame = plan.initFrames + k * plan.chunkFrames;
+  const firstFrame = firstFrameOf(plan, k);
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
   const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readWindow(deps, job, plan, firstFrame);
   // What the video needs from earlier chunks is checked before this one is computed: a frame gone
@@ -89,7 +89,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   // Rounded to fp16 once, and used so for everything after: the lossless copy stored below holds
   // exactly these floats, so a segment or frame rebuilt from it is the one made here (clean-copy.ts).
   const clean = f16Precision(await denoise({
-    noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: k }).subarray(0, keep * frameFloats(m)),
+    noise: gaussianNoise(l * frameFloats(m), { seed: job.request.seed, chunk: plan.chunkOffset + k }).subarray(0, keep * frameFloats(m)),
     steps: ddimSchedule(m.schedule.alphas_cumprod, job.request.steps),
     prediction: m.prediction,
     range: m.frame.range,

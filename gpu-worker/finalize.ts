@@ -1,5 +1,6 @@
 import { updateJob } from '../shared/jobs/job-store.js';
-import { previewGifKey, videoKey } from '../shared/keys.js';
+import { readJob } from '../shared/jobs/job-store.js';
+import { fullVideoKey, previewGifKey, videoKey } from '../shared/keys.js';
 import { encodeGif } from '../shared/media/gif.js';
 import { encodeMp4 } from '../shared/media/mp4.js';
 import { pngsToFrames } from '../shared/media/png.js';
@@ -8,7 +9,8 @@ import { emitJobEvent } from '../shared/webhooks/emit.js';
 import type { ChunkDeps } from './chunk-step.js';
 import { verifySegments } from './cache-window.js';
 import { chunkPngs } from './clean-copy.js';
-import { framesOfChunk, geometry, type JobPlan } from './job-plan.js';
+import { ChunkFailure } from './errors.js';
+import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 
 /** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded (canceled if a cancel came meanwhile). */
 export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue' | 'model'>, job: Job, plan: JobPlan) {
@@ -23,6 +25,15 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
   await verifySegments(deps, job, plan);
   const frames = pngsToFrames(pngs, g);
   const video = videoKey(job.tenant, job.id);
+  // A continuation also gets the whole video: the frames it continues, then its own.
+  const full = job.parent ? fullVideoKey(job.tenant, job.id) : undefined;
+  if (full) {
+    const before = pngsToFrames(await lineagePngs(deps, job), g);
+    const whole = new Float32Array(before.length + frames.length);
+    whole.set(before);
+    whole.set(frames, before.length);
+    await store.put(full, await encodeMp4(whole, g), { contentType: 'video/mp4' });
+  }
   const gif = previewGifKey(job.tenant, job.id);
   // ffmpeg encodes in its own process while the GIF is encoded here.
   const mp4 = encodeMp4(frames, g);
@@ -45,10 +56,23 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
       return j;
     }
     j.status = 'succeeded';
-    j.outputs = { video, gif };
+    j.outputs = { video, gif, ...(full ? { full } : {}) };
     j.completed_at = now.toISOString();
     j.metrics.total_s = Math.round((now.getTime() - Date.parse(j.created_at)) / 10) / 100;
     return j;
   });
   if (updated && ended) await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
+}
+
+/** The PNG frames a continuation stands on, in order: each ancestor's first frames, as far as its child continues it. */
+async function lineagePngs(deps: Pick<ChunkDeps, 'store' | 'model'>, job: Job): Promise<Buffer[]> {
+  if (!job.parent) return [];
+  const found = await readJob(deps.store, job.tenant, job.parent.id);
+  if (!found) throw new ChunkFailure('parent_missing', `video ${job.parent.id}, which this job continues, is gone`);
+  const parent = found.job;
+  const plan = jobPlan(parent, deps.model.manifest);
+  const count = job.parent.frames;
+  const chunks = Array.from({ length: Math.ceil(count / plan.chunkFrames) }, (_, k) => k);
+  const own = (await Promise.all(chunks.map((k) => chunkPngs(deps, parent, k, framesOfChunk(plan, k))))).flat().slice(0, count);
+  return [...(await lineagePngs(deps, parent)), ...own];
 }

@@ -7,6 +7,10 @@ import { ChunkFailure } from './errors.js';
 export interface JobPlan {
   chunkFrames: number;
   initFrames: number;
+  /** Global index of chunk 0's first frame: after the starting frames, or after the parent's frames. */
+  startFrame: number;
+  /** Chunk k's noise (and context noise) is keyed by chunkOffset + k: 0, or where a parent left off. */
+  chunkOffset: number;
   framesTotal: number;
   chunksTotal: number;
   /** Classifier-free guidance: every call runs [label, null label] and its cache has 2 rows. */
@@ -37,12 +41,19 @@ export function jobPlan(job: Job, m: Manifest): JobPlan {
   return {
     chunkFrames,
     initFrames,
+    startFrame: job.parent?.start_frame ?? initFrames,
+    chunkOffset: job.parent?.chunk_offset ?? 0,
     framesTotal: request.frames,
     chunksTotal: Math.ceil(request.frames / chunkFrames),
     guided,
     rows: guided ? 2 : 1,
     labels,
   };
+}
+
+/** Global index of chunk k's first frame. */
+export function firstFrameOf(plan: Pick<JobPlan, 'startFrame' | 'chunkFrames'>, k: number): number {
+  return plan.startFrame + k * plan.chunkFrames;
 }
 
 /** Frames chunk k makes: the chunk length, or fewer for a last chunk that ends the video early. */

@@ -89,6 +89,11 @@ export function videoKey(tenant: string, job: string): string {
   return `${jobPrefix(tenant, job)}output/video.mp4`;
 }
 
+/** `output/full.mp4`: a continuation's whole video (the frames it continues, then its own). */
+export function fullVideoKey(tenant: string, job: string): string {
+  return `${jobPrefix(tenant, job)}output/full.mp4`;
+}
+
 export function previewGifKey(tenant: string, job: string): string {
   return `${jobPrefix(tenant, job)}output/preview.gif`;
 }

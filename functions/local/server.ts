@@ -10,6 +10,7 @@ import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { makeCancelVideoHandler } from '../cancel-video.js';
 import { makeCreateVideoHandler } from '../create-video.js';
+import { makeExtendVideoHandler } from '../extend-video.js';
 import { makeCreateUploadHandler, makePutUploadHandler } from '../uploads.js';
 import { makeGetOpenApiHandler } from '../get-openapi.js';
 import { makeGetPageHandler } from '../get-page.js';
@@ -182,6 +183,7 @@ function routeTable(getDeps: () => ApiDeps): [string, string, unknown][] {
     ['GET', '/v1/videos', makeListVideosHandler(getDeps)],
     ['GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)],
     ['POST', '/v1/videos/{id}/cancel', makeCancelVideoHandler(getDeps)],
+    ['POST', '/v1/videos/{id}/extend', makeExtendVideoHandler(getDeps)],
     ['GET', '/v1/videos/{id}/stream.m3u8', makeGetVideoStreamHandler(getDeps)],
     ['GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)],
     ['GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)],

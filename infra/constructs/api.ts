@@ -25,6 +25,7 @@ export const FUNCTION_ENTRIES = {
   getPage: 'functions/get-page.ts',
   getOpenApi: 'functions/get-openapi.ts',
   createUpload: 'functions/uploads.ts',
+  extendVideo: 'functions/extend-video.ts',
   listVideos: 'functions/list-videos.ts',
   cancelVideo: 'functions/cancel-video.ts',
   webhookSecret: 'functions/webhook-secret.ts',
@@ -58,6 +59,7 @@ const BUCKET_ACCESS: Record<FunctionName, PrefixGrant> = {
   getOpenApi: {},
   // Writes the upload's record and signs the PUT of its PNG (a presigned URL carries the signer's rights).
   createUpload: { read: [API_KEYS], write: [UPLOADS] },
+  extendVideo: { read: [API_KEYS, JOBS], write: [JOBS, INDEX, ACTIVE] },
   listVideos: { read: [API_KEYS, JOBS, INDEX] },
   cancelVideo: { read: [API_KEYS, JOBS], write: [JOBS] },
   webhookSecret: { read: [API_KEYS, TENANTS], write: [TENANTS] },
@@ -182,6 +184,7 @@ export class Api extends Construct {
       getPage: make('getPage', { ...http, memorySize: 256 }),
       getOpenApi: make('getOpenApi', { ...http, memorySize: 256 }),
       createUpload: make('createUpload', http),
+      extendVideo: make('extendVideo', http),
       listVideos: make('listVideos', http),
       cancelVideo: make('cancelVideo', http),
       webhookSecret: make('webhookSecret', http),
@@ -200,6 +203,7 @@ export class Api extends Construct {
 
     // Queue wiring: the URL env vars above plus exactly these grants.
     chunkQueue.grantSendMessages(f.createVideo);
+    chunkQueue.grantSendMessages(f.extendVideo);
     webhookQueue.grantSendMessages(f.cancelVideo);
     webhookQueue.grantSendMessages(f.chunkDeadLetter);
     // The dispatcher re-sends an event with a delay to retry it later (and consumes the queue).
@@ -269,6 +273,9 @@ export class Api extends Construct {
     video
       .addResource('stream.m3u8')
       .addMethod('GET', integrate(f.getVideoStream), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
+    video
+      .addResource('extend')
+      .addMethod('POST', integrate(f.extendVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
     video
       .addResource('cancel')
       .addMethod('POST', integrate(f.cancelVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });

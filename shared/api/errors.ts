@@ -66,6 +66,13 @@ export class IdempotencyConflictError extends ApiError {
   override readonly status = 409;
 }
 
+/** 409: the video to continue cannot be continued (not finished, or made by another model). */
+export class ContinuationConflictError extends ApiError {
+  override name = 'ContinuationConflictError';
+  override readonly code = 'cannot_continue';
+  override readonly status = 409;
+}
+
 /** 413: the body is larger than the configured limit. */
 export class PayloadTooLargeError extends ApiError {
   override name = 'PayloadTooLargeError';

@@ -8,7 +8,7 @@ import type { Manifest } from '../model/manifest.js';
 import type { ApiConfig } from './config.js';
 import { ApiErrorBodySchema } from './errors.js';
 import { CancelVideoResponseSchema, ListVideosResponseSchema, PublicJobSchema, PublicJobSummarySchema, WebhookSecretResponseSchema } from './render.js';
-import { createVideoBodySchema } from './request.js';
+import { createVideoBodySchema, extendVideoBodySchema } from './request.js';
 import { createUploadBodySchema, UploadReceiptSchema, UploadSchema } from './uploads.js';
 
 type JsonSchema = Record<string, unknown>;
@@ -23,6 +23,7 @@ export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSch
 export function componentSchemas(manifest: Manifest, config: ApiConfig): Record<string, JsonSchema> {
   return {
     CreateVideoRequest: jsonSchemaOf(createVideoBodySchema(manifest, config), 'input'),
+    ExtendVideoRequest: jsonSchemaOf(extendVideoBodySchema(manifest, config), 'input'),
     Video: jsonSchemaOf(PublicJobSchema, 'output'),
     VideoSummary: jsonSchemaOf(PublicJobSummarySchema, 'output'),
     VideoList: jsonSchemaOf(ListVideosResponseSchema, 'output'),
@@ -78,7 +79,8 @@ export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl
             200: { description: 'the job an earlier request with the same idempotency key and body made', content: jsonContent('VideoSummary') },
             400: error('the body or a field is invalid (the error names the field)'),
             401: ERRORS[401],
-            409: error('the idempotency key or id was used with a different request'),
+            404: error('`from.video` names no video of this caller'),
+            409: error('the idempotency key or id was used with a different request, or `from.video` cannot be continued'),
             413: error('the body is larger than the limit'),
             415: error('the body is not JSON'),
           },
@@ -111,6 +113,22 @@ export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl
             200: { description: 'the video had already ended: nothing to cancel', content: jsonContent('CancelResult') },
             401: ERRORS[401],
             404: ERRORS[404],
+          },
+        },
+      },
+      '/v1/videos/{id}/extend': {
+        post: {
+          operationId: 'extendVideo',
+          summary: 'A new job that continues a succeeded video from its last frame, through its stored cache',
+          parameters: [idParam, { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 256 } }],
+          requestBody: { required: true, content: jsonContent('ExtendVideoRequest') },
+          responses: {
+            202: { description: 'accepted: the new job (parent: {id, frames})', content: jsonContent('VideoSummary') },
+            200: { description: 'the job an earlier request with the same idempotency key and body made', content: jsonContent('VideoSummary') },
+            400: error('a field is invalid (the error names it)'),
+            401: ERRORS[401],
+            404: ERRORS[404],
+            409: error('the video has not succeeded, or another model made it'),
           },
         },
       },

@@ -49,6 +49,8 @@ export const PublicJobSchema = z.object({
   output: z.object({
     video: z.string().nullable(),
     gif: z.string().nullable(),
+    /** A continuation (extend, fork): the whole video, the frames it continues and then its own. */
+    full: z.string().nullable(),
     /** Each finished chunk's frames, viewable while the job runs. */
     frames: z.array(z.object({ chunk: z.int(), index: z.int().nullable(), url: z.string() })),
   }),
@@ -56,6 +58,8 @@ export const PublicJobSchema = z.object({
   urls_expire_at: z.string().nullable(),
   error: JobErrorSchema.nullable(),
   cancel_requested: z.boolean(),
+  /** The video this job continues, and from how many of its frames; null for a new video. */
+  parent: z.object({ id: z.string(), frames: z.int() }).nullable(),
   /** Stored objects found damaged and rebuilt; `lossy: true` means the rest of the video may differ slightly. */
   repairs: z.array(JobRepairSchema).optional(),
   /** `stream`: the HLS playlist, which grows by one segment per finished chunk while the job runs. */
@@ -113,6 +117,7 @@ export function summarizeJob(job: Job, baseUrl: string): PublicJobSummary {
     metrics: job.metrics,
     error: job.error ?? null,
     cancel_requested: job.cancel_requested,
+    parent: job.parent ? { id: job.parent.id, frames: job.parent.frames } : null,
     ...(job.repairs?.length ? { repairs: job.repairs } : {}),
     urls: jobUrls(baseUrl, job.id),
   };
@@ -158,6 +163,7 @@ export async function renderJob(job: Job, ctx: RenderContext): Promise<PublicJob
     output: {
       video: job.outputs.video ? await link(job.outputs.video) : null,
       gif: job.outputs.gif ? await link(job.outputs.gif) : null,
+      full: job.outputs.full ? await link(job.outputs.full) : null,
       frames,
     },
     urls_expire_at: store.presignGet ? new Date(now.getTime() + presignExpirySec * 1000).toISOString() : null,

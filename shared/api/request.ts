@@ -54,11 +54,18 @@ export function createVideoBodySchema(manifest: Manifest, config: ApiConfig) {
       .min(1)
       .refine((a) => new Set(a).size === a.length, { message: 'duplicate event type' })
       .optional(),
+    /** Fork: continue video `video` from its frame `frame` (its first `frame` frames condition this one). */
+    from: z.strictObject({ video: z.string().min(1).max(64), frame: z.int().min(1) }).optional(),
     /** Client-chosen job id; doubles as the idempotency key. */
     id: z.string().regex(SAFE_ID_PATTERN, 'must be 1-64 of [A-Za-z0-9_-], starting alphanumeric').optional(),
   });
 }
 export type CreateVideoBody = z.infer<ReturnType<typeof createVideoBodySchema>>;
+
+/** The body of `POST /v1/videos/{id}/extend`: how many frames to add, and the usual job fields. */
+export function extendVideoBodySchema(manifest: Manifest, config: ApiConfig) {
+  return createVideoBodySchema(manifest, config).pick({ frames: true, seed: true, webhook: true, webhook_events_filter: true, id: true });
+}
 
 /** Class index for a label given by name or index, or null if the manifest has no such label. */
 export function resolveLabel(manifest: Manifest, label: string | number): number | null {

@@ -8,17 +8,17 @@ import { markJobActive } from '../jobs/reaper.js';
 import { FrameSizeError, PngDecodeError } from '../media/errors.js';
 import { pngToFrame } from '../media/png.js';
 import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
-import { isTerminal, type Job } from '../schemas/job.js';
+import { isTerminal, type Job, type JobParent } from '../schemas/job.js';
 import { UPLOAD_ID_PATTERN } from '../schemas/ids.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
 import { PreconditionFailedError } from '../store/errors.js';
 import { UnsafeWebhookUrlError, WebhookHostUnresolvedError } from '../webhooks/errors.js';
 import { getOrCreateWebhookSecret } from '../webhooks/secrets.js';
 import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
-import { IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
+import { ContinuationConflictError, IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
 import { jobIndexKey, jobIndexPrefix, parseJobIndexKey } from './keys.js';
 import { outputLink, renderJob, summarizeJob, type ListVideosResponseSchema, type PublicJob, type PublicJobSummary } from './render.js';
-import { createVideoBodySchema, parseBody, resolveLabel, type CreateVideoBody } from './request.js';
+import { createVideoBodySchema, extendVideoBodySchema, parseBody, resolveLabel, type CreateVideoBody } from './request.js';
 import { readUpload } from './uploads.js';
 import type { ApiDeps, CallContext } from './types.js';
 
@@ -43,8 +43,38 @@ const IdempotencyRecordSchema = z.object({ key: z.string(), fingerprint: z.strin
  * crash half-way finishes the job's creation.
  */
 export async function createVideo(deps: ApiDeps, ctx: CallContext, input: CreateVideoInput): Promise<CreateVideoResult> {
-  const { manifest, config, store } = deps;
-  const body = parseBody(createVideoBodySchema(manifest, config), input.body);
+  const body = parseBody(createVideoBodySchema(deps.manifest, deps.config), input.body);
+  const from = body.from ? { video: body.from.video, frame: body.from.frame, field: 'from.video' } : undefined;
+  return newJob(deps, ctx, body, input.idempotencyKey, from);
+}
+
+/**
+ * `POST /v1/videos/{id}/extend`: a new job that continues a finished video from its last frame,
+ * conditioned on the video's stored cache (nothing already made is recomputed). With the parent's
+ * seed (the default) and a parent that ends on a chunk boundary, the new frames are the frames a
+ * longer job would have made.
+ */
+export async function extendVideo(deps: ApiDeps, ctx: CallContext, id: string, input: CreateVideoInput): Promise<CreateVideoResult> {
+  const body = parseBody(extendVideoBodySchema(deps.manifest, deps.config), input.body);
+  return newJob(deps, ctx, body, input.idempotencyKey, { video: id, field: 'id' });
+}
+
+/** What a continuation names: the video, how many of its frames (all when absent), and the field to blame. */
+interface ContinuationRequest {
+  video: string;
+  frame?: number;
+  field: string;
+}
+
+async function newJob(
+  deps: ApiDeps,
+  ctx: CallContext,
+  body: CreateVideoBody,
+  idempotencyKey: string | undefined,
+  from: ContinuationRequest | undefined,
+): Promise<CreateVideoResult> {
+  const { manifest, store } = deps;
+  const input = { idempotencyKey };
   if (body.id !== undefined && input.idempotencyKey !== undefined && body.id !== input.idempotencyKey) {
     throw new ValidationError('id and the Idempotency-Key header differ; send one, or the same value in both', 'id');
   }
@@ -52,6 +82,7 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
   if (key !== undefined && (key.length === 0 || key.length > 256)) {
     throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
   }
+  const parent = from ? await continuation(deps, ctx, body, from) : undefined;
   const pngs = await decodeInitFrames(deps, ctx, body);
   if (body.webhook !== undefined) await checkWebhook(deps, body.webhook);
 
@@ -63,11 +94,12 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
     if (taken && taken.job.idempotency_key !== key) {
       throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
     }
-    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint(body));
+    const replay = await claimIdempotencyKey(deps, ctx, id, key, fingerprint({ ...body, ...(from ? { continues: from.video } : {}) }));
     if (replay) return replay;
   }
 
   const now = (deps.now?.() ?? new Date()).toISOString();
+  const chunkFrames = parent?.chunkFrames ?? manifest.chunk_frames;
   const keys = pngs.map((_, i) => inputFrameKey(ctx.tenant, id, i));
   await Promise.all(pngs.map((png, i) => store.put(keys[i], png, { contentType: 'image/png' })));
   const job: Job = {
@@ -76,18 +108,23 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
     status: 'starting',
     request: {
       frames: body.frames,
-      seed: body.seed ?? randomSeed(),
-      ...(body.label !== undefined ? { label: resolveLabel(manifest, body.label)! } : {}),
-      guidance: body.guidance ?? manifest.guidance.default,
-      steps: body.steps ?? manifest.default_steps,
+      seed: body.seed ?? parent?.job.request.seed ?? randomSeed(),
+      // A continuation keeps its video's conditioning: the same label, guidance and steps.
+      ...(parent
+        ? { ...(parent.job.request.label !== undefined ? { label: parent.job.request.label } : {}), guidance: parent.job.request.guidance, steps: parent.job.request.steps }
+        : {
+            ...(body.label !== undefined ? { label: resolveLabel(manifest, body.label)! } : {}),
+            guidance: body.guidance ?? manifest.guidance.default,
+            steps: body.steps ?? manifest.default_steps,
+          }),
       init_frames: { count: keys.length, keys },
       ...(body.webhook !== undefined ? { webhook: body.webhook } : {}),
       webhook_events_filter: body.webhook_events_filter ?? [...WEBHOOK_EVENT_TYPES],
     },
-    model: { name: manifest.name, sha256: manifest.onnx_sha256, chunk_frames: manifest.chunk_frames },
+    model: { name: manifest.name, sha256: manifest.onnx_sha256, chunk_frames: chunkFrames },
     progress: {
       chunks_done: 0,
-      chunks_total: Math.ceil(body.frames / manifest.chunk_frames),
+      chunks_total: Math.ceil(body.frames / chunkFrames),
       frames_done: 0,
       frames_total: body.frames,
     },
@@ -96,6 +133,7 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
     metrics: { chunk_seconds: [] },
     outputs: {},
     cancel_requested: false,
+    ...(parent ? { parent: parent.record } : {}),
     ...(key !== undefined ? { idempotency_key: key } : {}),
   };
   let stored: Job;
@@ -115,6 +153,46 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
   }
   await finishCreate(deps, stored);
   return { job: summarizeJob(stored, ctx.baseUrl), created };
+}
+
+/**
+ * The video a continuation stands on, checked: this tenant's, finished, made by the serving model,
+ * and cut where its cache is stored (on a chunk boundary, or at its end). Nothing is written.
+ */
+async function continuation(
+  deps: ApiDeps,
+  ctx: CallContext,
+  body: CreateVideoBody,
+  from: ContinuationRequest,
+): Promise<{ job: Job; record: JobParent; chunkFrames: number }> {
+  for (const field of ['label', 'guidance', 'steps', 'init_frames'] as const) {
+    if (body[field] !== undefined) {
+      throw new ValidationError(`${field}: a continuation keeps its video's label, guidance and steps and starts from its frames; omit ${field}`, field);
+    }
+  }
+  const parent = await loadJob(deps, ctx.tenant, from.video, from.field);
+  if (parent.status !== 'succeeded') {
+    throw new ContinuationConflictError(`video ${parent.id} is ${parent.status}; only a succeeded video can be continued`, from.field);
+  }
+  if (parent.model.sha256 !== deps.manifest.onnx_sha256) {
+    throw new ContinuationConflictError(`video ${parent.id} was made by model ${parent.model.name} (${parent.model.sha256}); this service serves ${deps.manifest.name}`, from.field);
+  }
+  const chunkFrames = parent.model.chunk_frames ?? deps.manifest.chunk_frames;
+  const total = parent.request.frames;
+  const frames = from.frame ?? total;
+  if (frames > total || (frames % chunkFrames !== 0 && frames !== total)) {
+    throw new ValidationError(
+      `from.frame: must be at most ${total} (the video's length) and a multiple of ${chunkFrames} (its chunk length, where its cache is stored) or ${total} itself`,
+      'from.frame',
+    );
+  }
+  const start = parent.parent?.start_frame ?? parent.request.init_frames.count;
+  const offset = parent.parent?.chunk_offset ?? 0;
+  return {
+    job: parent,
+    chunkFrames,
+    record: { id: parent.id, frames, start_frame: start + frames, chunk_offset: offset + Math.ceil(frames / chunkFrames) },
+  };
 }
 
 /** The steps after job.json exists; repeated on an idempotent replay of a job still `starting`. */
@@ -223,10 +301,10 @@ function randomSeed(): number {
 }
 
 /** A job of this tenant, or 404 (also for another tenant's job and for malformed ids). */
-async function loadJob(deps: ApiDeps, tenant: string, id: string): Promise<Job> {
-  if (!isSafeId(id)) throw new NotFoundError(`no video ${JSON.stringify(id.slice(0, 80))}`, 'id');
+async function loadJob(deps: ApiDeps, tenant: string, id: string, field = 'id'): Promise<Job> {
+  if (!isSafeId(id)) throw new NotFoundError(`no video ${JSON.stringify(id.slice(0, 80))}`, field);
   const found = await readJob(deps.store, tenant, id);
-  if (!found) throw new NotFoundError(`no video ${id}`, 'id');
+  if (!found) throw new NotFoundError(`no video ${id}`, field);
   return found.job;
 }
 
@@ -328,7 +406,7 @@ export async function getVideoFile(
   relPath: string,
 ): Promise<{ body: Buffer; contentType: string }> {
   await loadJob(deps, ctx.tenant, id);
-  if (!/^(output\/(video\.mp4|preview\.gif)|frames\/\d{6}(-\d{3})?\.[a-z0-9]{1,8}|stream\/\d{6}\.ts)$/.test(relPath)) {
+  if (!/^(output\/(video\.mp4|full\.mp4|preview\.gif)|frames\/\d{6}(-\d{3})?\.[a-z0-9]{1,8}|stream\/\d{6}\.ts)$/.test(relPath)) {
     throw new NotFoundError(`no file ${JSON.stringify(relPath.slice(0, 80))}`, 'path');
   }
   const obj = await deps.store.get(jobPrefix(ctx.tenant, id) + relPath);

@@ -69,6 +69,8 @@ export const JobOutputsSchema = z.object({
   /** Object-store keys (not URLs: URLs are presigned when the job is read). */
   video: z.string().optional(),
   gif: z.string().optional(),
+  /** A job with a parent: the whole video, the lineage's frames then this job's. */
+  full: z.string().optional(),
 });
 
 /** A stored object the worker found damaged or missing and rebuilt, and from what. */
@@ -82,6 +84,20 @@ export const JobRepairSchema = z.object({
   at: TimestampSchema,
 });
 export type JobRepair = z.infer<typeof JobRepairSchema>;
+
+/**
+ * A job that continues another video (extend, or fork at frame `frames`): it conditions on the
+ * parent's first `frames` frames through the parent's stored cache, and numbers its frames after
+ * them. `start_frame` and `chunk_offset` place it in the whole lineage (frame index of its first
+ * frame, counting the root's starting frames; chunk index its noise is keyed by).
+ */
+export const JobParentSchema = z.object({
+  id: JobIdSchema,
+  frames: z.int().positive(),
+  start_frame: Count,
+  chunk_offset: Count,
+});
+export type JobParent = z.infer<typeof JobParentSchema>;
 
 /** The job record, `jobs/{tenant}/{job}/job.json`; updated only by compare-and-swap on its ETag. */
 export const JobSchema = z.object({
@@ -101,6 +117,7 @@ export const JobSchema = z.object({
   /** Set by the cancel endpoint; the worker checks it before each chunk and then sets status `canceled`. */
   cancel_requested: z.boolean().default(false),
   cancel_requested_at: TimestampSchema.optional(),
+  parent: JobParentSchema.optional(),
   /** Client `id` or `Idempotency-Key`: a second create with it returns this job. */
   idempotency_key: z.string().min(1).max(256).optional(),
   /** Damaged or missing objects rebuilt while the job ran (at most 100 kept). */

@@ -112,6 +112,19 @@ describe('OpenAPI document', () => {
     expect((await call('GET', '/v1/webhooks/default/secret', '/v1/webhooks/default/secret', { auth: false })).status).toBe(401);
     expect((await call('GET', '/v1/openapi.json', '/v1/openapi.json', { auth: false })).status).toBe(200);
 
+    // Extend (and fork's 404): not finished yet, finished, replayed, unknown, invalid, no key.
+    const ext = (path: string, body: unknown, headers: Record<string, string> = {}, auth = true) =>
+      call('POST', '/v1/videos/{id}/extend', path, { body: JSON.stringify(body), headers: { ...json, ...headers }, auth });
+    const parent = ((await create({ frames: 8, label: '2 balls', seed: 3 })).json as { id: string }).id;
+    expect((await ext(`/v1/videos/${parent}/extend`, { frames: 4 })).status).toBe(409);
+    await updateJob(stack.store, tenant, parent, (j) => ({ ...j, status: 'succeeded' }));
+    expect((await ext(`/v1/videos/${parent}/extend`, { frames: 4 }, { 'idempotency-key': 'x1' })).status).toBe(202);
+    expect((await ext(`/v1/videos/${parent}/extend`, { frames: 4 }, { 'idempotency-key': 'x1' })).status).toBe(200);
+    expect((await ext('/v1/videos/vid_nope/extend', { frames: 4 })).status).toBe(404);
+    expect((await ext(`/v1/videos/${parent}/extend`, { frames: 0 })).status).toBe(400);
+    expect((await ext(`/v1/videos/${parent}/extend`, { frames: 4 }, {}, false)).status).toBe(401);
+    expect((await create({ frames: 4, from: { video: 'vid_nope', frame: 4 } })).status).toBe(404);
+
     // Uploads: declare, PUT, and every refusal.
     const png = Buffer.from(pngBase64(), 'base64');
     const upload = await call('POST', '/v1/uploads', '/v1/uploads', { body: JSON.stringify({ bytes: png.length }), headers: json });

@@ -89,7 +89,7 @@ describe('Queues', () => {
 describe('Api', () => {
   it('every function runs Node 22 on arm64 with tracing, Powertools and the wiring env', () => {
     const fns = template.findResources('AWS::Lambda::Function');
-    expect(Object.keys(fns)).toHaveLength(14);
+    expect(Object.keys(fns)).toHaveLength(15);
     for (const fn of Object.values(fns)) {
       expect(fn.Properties.Runtime).toBe('nodejs22.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -115,7 +115,7 @@ describe('Api', () => {
 
   it('every API route requires an API key; only the page, its script and the OpenAPI document do not', () => {
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).filter((m) => m.Properties.HttpMethod !== 'OPTIONS');
-    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'POST', 'POST']);
+    expect(methods.map((m) => m.Properties.HttpMethod).sort()).toEqual(['GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'GET', 'POST', 'POST', 'POST', 'POST']);
     const open = methods.filter((m) => m.Properties.ApiKeyRequired !== true);
     expect(open).toHaveLength(3);
     const fnIds = Object.keys(template.findResources('AWS::Lambda::Function'));
