@@ -86,6 +86,7 @@ export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<Em
   const stallAfterSec = opts.stallAfterSec ?? DEFAULT_STALL_AFTER_SEC;
   const reaper = startReaper(adapters, {
     stallAfterSec, everySec: Math.max(1, Math.min(60, stallAfterSec / 4)),
+    onPass: (result) => { if (result.requeued.length) log.warn('reaper re-queued stalled jobs', { requeued: result.requeued }); },
     onError: (error) => log.warn('reaper pass failed, retrying', { error: String(error) }),
   });
 
