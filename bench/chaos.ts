@@ -416,7 +416,11 @@ function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   const short = process.argv.includes('--short');
   const cfg = { ...(short ? SHORT : FULL), ...(process.env.CHAOS_SEED ? { seed: Number(process.env.CHAOS_SEED) } : {}) };
-  const report = await runChaos(cfg);
+  // The stores of both runs; kept for inspection with CHAOS_KEEP=1.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ca2vdm-chaos-'));
+  const report = await runChaos(cfg, { dir });
+  if (process.env.CHAOS_KEEP === '1') process.stdout.write(`stores kept in ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
   const out = path.join(REPO, 'bench/results', short ? 'chaos-short.json' : 'chaos.json');
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(`${JSON.stringify(report, null, 2)}\nwritten to ${path.relative(REPO, out)}\n`);
