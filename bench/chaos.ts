@@ -10,7 +10,7 @@
  *   report:    bench/results/chaos.json: jobs, succeeded, identical, faults by kind, duplicate
  *              `completed` webhooks, the longest recovery, failed jobs with their error
  *
- * Faults (what each does to a job is in README.md): worker_sigkill, worker_pause, duplicate_task,
+ * Faults (what each does to a job is in README.md): worker_sigkill, worker_pause, duplicate_task, task_lost,
  * segment_flip, segment_truncate, segment_delete, frame_delete, webhook_down, and (once)
  * data_destroyed, which deletes a frame and its clean copy so that job must fail with its reason.
  * Loopback only; bounded by `timeoutSec`. CHAOS_SEED picks another fault sequence.
@@ -30,7 +30,7 @@ import { isTerminal, type Job } from '../shared/schemas/job.js';
 const REPO = path.resolve(import.meta.dirname, '..');
 
 export const FAULT_KINDS = [
-  'worker_sigkill', 'worker_pause', 'duplicate_task', 'segment_flip', 'segment_truncate', 'segment_delete', 'frame_delete', 'webhook_down', 'data_destroyed',
+  'worker_sigkill', 'worker_pause', 'duplicate_task', 'task_lost', 'segment_flip', 'segment_truncate', 'segment_delete', 'frame_delete', 'webhook_down', 'data_destroyed',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -276,7 +276,7 @@ export async function runChaos(cfg: ChaosConfig, opts: { dir?: string; log?: (li
     // Data faults hit jobs with a chunk done and at least one more to make after the current one, so
     // the damage is met by a later chunk or the finalize (not deleted under a finalize already done).
     const started = [...active].filter((j) => j.progress.chunks_done >= 1 && j.progress.chunks_done + 2 <= j.progress.chunks_total);
-    const needsStarted = !['worker_sigkill', 'worker_pause', 'webhook_down', 'duplicate_task'].includes(kind);
+    const needsStarted = !['worker_sigkill', 'worker_pause', 'webhook_down', 'duplicate_task', 'task_lost'].includes(kind);
     if (needsStarted && started.length === 0) { order.unshift(kind); return; }
     const job = pick(started.length ? started : active);
     const progress = (ids: string[]) => new Map(ids.map((id) => [id, jobs.get(id)?.progress.chunks_done ?? 0]));
@@ -296,6 +296,18 @@ export async function runChaos(cfg: ChaosConfig, opts: { dir?: string; log?: (li
         if (alive.length === 0) return;
         affected = await inFlight();
         pool.pause(pick(alive), cfg.visibilitySec + 2);
+        break;
+      }
+      case 'task_lost': {
+        // A queued chunk task vanishes (as when a worker dies between recording a chunk and sending
+        // the next): only the reaper can revive that job. The other tasks received are handed back.
+        const queue = stack.adapters.chunkQueue;
+        const got = await queue.receive({ max: 10, visibilitySec: 30 });
+        if (got.length === 0) return;
+        const lost = pick(got);
+        await queue.delete(lost.receiptHandle);
+        await Promise.all(got.filter((m) => m !== lost).map((m) => queue.extendVisibility(m.receiptHandle, 0)));
+        affected = [JSON.parse(lost.body).job as string];
         break;
       }
       case 'duplicate_task': {
@@ -404,7 +416,11 @@ function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   const short = process.argv.includes('--short');
   const cfg = { ...(short ? SHORT : FULL), ...(process.env.CHAOS_SEED ? { seed: Number(process.env.CHAOS_SEED) } : {}) };
-  const report = await runChaos(cfg);
+  // The stores of both runs; kept for inspection with CHAOS_KEEP=1.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ca2vdm-chaos-'));
+  const report = await runChaos(cfg, { dir });
+  if (process.env.CHAOS_KEEP === '1') process.stdout.write(`stores kept in ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
   const out = path.join(REPO, 'bench/results', short ? 'chaos-short.json' : 'chaos.json');
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(`${JSON.stringify(report, null, 2)}\nwritten to ${path.relative(REPO, out)}\n`);

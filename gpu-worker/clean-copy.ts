@@ -17,6 +17,7 @@ import { FrameSizeError, PngDecodeError } from '../shared/media/errors.js';
 import { framesToPngs, pngToFrame } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
 import type { Job, JobRepair } from '../shared/schemas/job.js';
+import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
@@ -108,11 +109,11 @@ export async function chunkFramesForRebuild(deps: CleanCopyDeps, job: Job, chunk
  * The PNG frames of chunk k for the video: each stored one that decodes; a missing or damaged one
  * re-encoded from the copy (the same file) and stored back. Neither: the job fails at once.
  */
-export async function chunkPngs(deps: CleanCopyDeps, job: Job, chunk: number, count: number, keep = count): Promise<Buffer[]> {
+export async function chunkPngs(deps: CleanCopyDeps, job: Job, chunk: number, count: number): Promise<Buffer[]> {
   const g = geometry(deps.model.manifest);
   const pngs: Buffer[] = [];
   let copy: Float32Array | null | undefined;
-  for (let i = 0; i < keep; i++) {
+  for (let i = 0; i < count; i++) {
     const key = frameKey(job.tenant, job.id, chunk, i);
     const obj = await deps.store.get(key);
     let damage = obj ? undefined : 'missing';
@@ -128,7 +129,12 @@ export async function chunkPngs(deps: CleanCopyDeps, job: Job, chunk: number, co
       throw new ChunkFailure(obj ? 'frames_corrupt' : 'frames_missing', `frame ${key} is ${damage}, and the clean copy of chunk ${chunk} to rebuild it from is gone or damaged`);
     }
     const [png] = framesToPngs(copy.subarray(i * frameFloats(deps.model.manifest), (i + 1) * frameFloats(deps.model.manifest)), g);
-    await deps.store.put(key, png, { contentType: 'image/png' });
+    // Replaces only the damaged object (or fills only the gap); a concurrent repair wrote the same bytes.
+    try {
+      await deps.store.put(key, png, { contentType: 'image/png', ...(obj ? { ifMatch: obj.etag } : { ifNoneMatch: '*' as const }) });
+    } catch (err) {
+      if (!(err instanceof PreconditionFailedError)) throw err;
+    }
     await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: 'clean_copy', lossy: false });
     log.warn('frame rebuilt from the clean copy', { job: job.id, chunk, frame: i, damage });
     pngs.push(png);

@@ -27,6 +27,8 @@ export interface EmbeddedStackOptions {
   allowLoopbackWebhooks?: boolean;
   /** Visibility window of a received chunk task: how long a killed worker's chunk waits before another takes it. Default 60 s. */
   visibilitySec?: number;
+  /** Base of the links the API returns (e.g. behind a proxy); default the address it listens on. */
+  publicUrl?: string;
   /** A job whose record has not changed for this long gets its next chunk task again (shared/jobs/reaper.ts). Default 600 s. */
   stallAfterSec?: number;
   onTask?: (event: TaskEvent) => void;
@@ -59,6 +61,7 @@ export function embeddedOptionsFromEnv(env: NodeJS.ProcessEnv): EmbeddedStackOpt
     allowLoopbackWebhooks: env.ALLOW_LOOPBACK_WEBHOOKS === '1',
     visibilitySec: num('VISIBILITY_SEC'),
     stallAfterSec: num('STALL_AFTER_SEC'),
+    ...(env.PUBLIC_API_URL ? { publicUrl: env.PUBLIC_API_URL } : {}),
   };
 }
 
@@ -72,7 +75,7 @@ export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<Em
 
   const allowLoopback = opts.allowLoopbackWebhooks ?? false;
   const api = await startApiServer({
-    ...adapters, manifest: model.manifest, port: opts.port ?? 8080,
+    ...adapters, manifest: model.manifest, port: opts.port ?? 8080, publicUrl: opts.publicUrl,
     config: { ...DEFAULT_API_CONFIG, requireHttpsWebhooks: false, allowLoopbackWebhooks: allowLoopback },
   });
   const workers = Array.from({ length: opts.workers ?? 1 }, () =>
@@ -83,6 +86,7 @@ export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<Em
   const stallAfterSec = opts.stallAfterSec ?? DEFAULT_STALL_AFTER_SEC;
   const reaper = startReaper(adapters, {
     stallAfterSec, everySec: Math.max(1, Math.min(60, stallAfterSec / 4)),
+    onPass: (result) => { if (result.requeued.length) log.warn('reaper re-queued stalled jobs', { requeued: result.requeued }); },
     onError: (error) => log.warn('reaper pass failed, retrying', { error: String(error) }),
   });
 

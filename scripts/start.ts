@@ -2,7 +2,8 @@
  * `npm start`: the embedded stack as a server for curl and the CLI. Environment: PORT (8080),
  * DATA_DIR (.data), WORKERS (1), ORT_PROVIDER (cpu), ALLOW_LOOPBACK_WEBHOOKS (off),
  * VISIBILITY_SEC (60: a killed worker's chunk is taken again after this), STALL_AFTER_SEC (600:
- * the reaper re-queues a job with no progress for this long).
+ * the reaper re-queues a job with no progress for this long), PUBLIC_API_URL (links in responses;
+ * default the listening address, never the request's Host header).
  */
 import { embeddedOptionsFromEnv, startEmbeddedStack } from './stack.js';
 

@@ -73,13 +73,16 @@ export async function reapStalledJobs(deps: ReapDeps, opts: { stallAfterSec: num
 }
 
 /** Runs a pass every `everySec` until closed (the embedded stack's twin of the scheduled function). */
-export function startReaper(deps: ReapDeps, opts: { stallAfterSec: number; everySec: number; onError?: (e: unknown) => void }): { close(): Promise<void> } {
+export function startReaper(
+  deps: ReapDeps,
+  opts: { stallAfterSec: number; everySec: number; onPass?: (result: ReapResult) => void; onError?: (e: unknown) => void },
+): { close(): Promise<void> } {
   let stopped = false;
   let wake: () => void = () => {};
   const loop = (async () => {
     while (!stopped) {
       try {
-        await reapStalledJobs(deps, opts);
+        opts.onPass?.(await reapStalledJobs(deps, opts));
       } catch (error) {
         opts.onError?.(error);
       }

@@ -1,3 +1,4 @@
+import { deflateSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IdempotencyConflictError, ValidationError } from '../../shared/api/errors.js';
 import type { ApiDeps, CallContext } from '../../shared/api/types.js';
@@ -46,6 +47,19 @@ describe('a client id that names an existing job', () => {
 });
 
 describe('request details', () => {
+  it('refuses a starting frame whose image data inflates past its header\'s size, naming the entry', async () => {
+    // An interlaced 32x32 PNG whose IDAT inflates to 64 MiB (CRCs are not reached: the bound refuses first).
+    const ihdr = Buffer.from([0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 32, 0, 0, 0, 32, 8, 2, 0, 0, 1, 0, 0, 0, 0]);
+    const data = deflateSync(Buffer.alloc(64 * 2 ** 20));
+    const idat = Buffer.concat([Buffer.alloc(4), Buffer.from('IDAT'), data, Buffer.alloc(4)]);
+    idat.writeUInt32BE(data.length, 0);
+    const bomb = Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), ihdr, idat]).toString('base64');
+    const err = await createVideo(deps, ctx, { body: { frames: 8, init_frames: [bomb] } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ValidationError);
+    expect((err as ValidationError).field).toBe('init_frames.0');
+    expect(await stack.store.list('jobs/')).toEqual([]);
+  });
+
   it('refuses a body id that differs from the Idempotency-Key header, and takes them when equal', async () => {
     await expect(createVideo(deps, ctx, { body: { frames: 8, id: 'a-1' }, idempotencyKey: 'b-2' })).rejects.toThrow(ValidationError);
     expect((await stack.store.list('jobs/'))).toEqual([]);

@@ -1,10 +1,12 @@
+import { rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runChaos, SHORT } from '../../bench/chaos.js';
 import { tempDir } from '../worker/fixtures.js';
 
 describe('chaos suite, short form', () => {
   it('ends every job, each identical to the reference or failed with a documented reason, with no duplicate completed webhook', async () => {
-    const report = await runChaos(SHORT, { dir: tempDir('ca2vdm-chaos-'), log: () => {} });
+    const dir = tempDir('ca2vdm-chaos-');
+    const report = await runChaos(SHORT, { dir, log: () => {} }).finally(() => rmSync(dir, { recursive: true, force: true }));
     expect(report.unfinished).toEqual([]);
     expect(report.jobs).toBe(SHORT.jobs);
     expect(report.failed_jobs.map((f) => f.id).sort()).toEqual([...report.expected_failures].sort());

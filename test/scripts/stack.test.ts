@@ -11,6 +11,7 @@ describe('npm start options', () => {
     const opts = embeddedOptionsFromEnv({ VISIBILITY_SEC: '5', STALL_AFTER_SEC: '90', PORT: '0' });
     expect(opts).toMatchObject({ visibilitySec: 5, stallAfterSec: 90, port: 0, workers: 1, dataDir: '.data' });
     expect(embeddedOptionsFromEnv({}).visibilitySec).toBeUndefined();
+    expect(embeddedOptionsFromEnv({ PUBLIC_API_URL: 'https://video.example' }).publicUrl).toBe('https://video.example');
     expect(() => embeddedOptionsFromEnv({ VISIBILITY_SEC: 'soon' })).toThrow(/VISIBILITY_SEC/);
     expect(() => embeddedOptionsFromEnv({ WORKERS: '0' })).toThrow(/WORKERS/);
   });
