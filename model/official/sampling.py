@@ -21,30 +21,43 @@ def respaced_timesteps(steps, n=1000):
 
 
 class Schedule:
-    """The respaced diffusion: tables indexed by the respaced step i (0 = least noise)."""
+    """The respaced diffusion: tables indexed by the respaced step i (0 = least noise). As IDDPM
+    builds them: the respaced betas rounded to float32, every table computed from them in float32."""
     def __init__(self, steps, n=1000):
         ac_all = linear_alphas_cumprod(n)
         self.timesteps = respaced_timesteps(steps, n)
-        ac = ac_all[self.timesteps]
-        prev = np.append(1.0, ac[:-1])
-        betas = 1 - ac / prev
-        post_var = betas * (1 - prev) / (1 - ac)
+        kept = ac_all[self.timesteps]
+        betas = torch.tensor(1 - kept / np.append(1.0, kept[:-1]), dtype=torch.float32)
+        ac = torch.cumprod(1.0 - betas, 0)
+        prev = torch.cat([torch.tensor([1.0]), ac[:-1]])
+        post_var = betas * (1.0 - prev) / (1.0 - ac)
         self.ac, self.ac_prev, self.betas = ac, prev, betas
-        self.post_log_var = np.log(np.append(post_var[1], post_var[1:]))
-        self.coef1 = betas * np.sqrt(prev) / (1 - ac)
-        self.coef2 = (1 - prev) * np.sqrt(1 - betas) / (1 - ac)
+        self.post_log_var = torch.log(torch.cat([post_var[1:2], post_var[1:]]))
+        self.coef1 = betas * torch.sqrt(prev) / (1.0 - ac)
+        self.coef2 = (1.0 - prev) * torch.sqrt(1.0 - betas) / (1.0 - ac)
+        self.sqrt_recip_ac, self.sqrt_recipm1_ac = torch.sqrt(1.0 / ac), torch.sqrt(1.0 / ac - 1)
+        self.log_betas = torch.log(betas)
 
     def f(self, name, i):
-        return torch.tensor(float(getattr(self, name)[i]), dtype=torch.float64).float()
+        return getattr(self, name)[i]
+
+    def context_coefs(self, context_t):
+        """(sqrt(a), sqrt(1 - a)) of the context noise: the respaced table's when context_t is one of its
+        timesteps (as the official inference noises at a respaced step), else the full schedule's."""
+        if context_t in self.timesteps:
+            a = self.ac[self.timesteps.index(context_t)]
+            return torch.sqrt(a), torch.sqrt(1.0 - a)
+        a = torch.tensor(float(linear_alphas_cumprod()[context_t]))
+        return torch.sqrt(a), torch.sqrt(1.0 - a)
 
     def iddpm_step(self, x, out, i, noise):
         """x_{i-1} from x_i and the model's (eps, v) output, as IDDPM's p_sample (no clipping)."""
         C = x.shape[2]
         eps, v = out[:, :, :C], out[:, :, C:]
-        x0 = torch.sqrt(1.0 / self.f("ac", i)) * x - torch.sqrt(1.0 / self.f("ac", i) - 1) * eps
+        x0 = self.f("sqrt_recip_ac", i) * x - self.f("sqrt_recipm1_ac", i) * eps
         mean = self.f("coef1", i) * x0 + self.f("coef2", i) * x
         frac = (v + 1) / 2
-        log_var = frac * torch.log(self.f("betas", i)) + (1 - frac) * self.f("post_log_var", i)
+        log_var = frac * self.f("log_betas", i) + (1 - frac) * self.f("post_log_var", i)
         return mean + (0.0 if i == 0 else 1.0) * torch.exp(0.5 * log_var) * noise
 
     def ddim_step(self, x, out, i):
@@ -108,12 +121,12 @@ def generate(model, init, chunks, steps=100, y=None, sampler="iddpm", use_cache=
     sch = Schedule(steps)
     B = init.shape[0]
     l = cfg.chunk
-    ac_ctx = float(linear_alphas_cumprod()[context_t]) if context_t else None
+    sa, s1a = sch.context_coefs(context_t) if context_t else (None, None)
 
     def context(x):
         if not context_t:
             return x
-        return np.sqrt(ac_ctx) * x + np.sqrt(1 - ac_ctx) * noise_fn(x.shape)
+        return sa * x + s1a * noise_fn(x.shape)
 
     hist = init.clone()
     ctx_hist = context(init)
