@@ -194,7 +194,8 @@ def main(args):
     # Setup: the config, from the official config files or a preset
     frame_size = tuple(int(v) for v in args.frame.split("x"))
     if args.random:
-        cfg = stdit2.STDiT2Config(**{**stdit2.PRESETS[args.preset], "chunk": args.chunk or stdit2.PRESETS[args.preset].get("chunk", 8),
+        cfg = stdit2.STDiT2Config(**{**stdit2.PRESETS[args.preset], **({"depth": args.depth} if args.depth else {}),
+                                     "chunk": args.chunk or stdit2.PRESETS[args.preset].get("chunk", 8),
                                      "p_max": args.p_max or stdit2.PRESETS[args.preset].get("p_max", 25),
                                      "latent_size": stdit2.PRESETS[args.preset].get("latent_size", (frame_size[0] // 8, frame_size[1] // 8))})
         frame_size = (cfg.latent_size[0] * 8, cfg.latent_size[1] * 8)
@@ -237,6 +238,7 @@ def parser():
     p.add_argument("--random", action="store_true", help="random weights at --preset (no checkpoint)")
     p.add_argument("--preset", default="CausalSTDiT2-XL/2", choices=sorted(stdit2.PRESETS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--depth", type=int, help="--random only: another depth at the preset's width (timing by depth)")
     p.add_argument("--name", required=True)
     p.add_argument("--out", help="folder (default model/artifacts/<name>)")
     p.add_argument("--frame", default="256x256", help="frame H x W (latents are 1/8)")
