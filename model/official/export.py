@@ -158,7 +158,7 @@ def manifest(cfg, name, files, frame_size, context_t=50, steps=100, vae_scale=0.
         # ones; a shorter chunk's frames each repeated in order), replaced at every cache write.
         "prefix_cache": {"frames": cfg.prefix_frames} if cfg.prefix_frames else None,
         "schedule": {"type": "linear", "train_timesteps": 1000,
-                     "alphas_cumprod": [float(np.float32(a)) for a in linear_alphas_cumprod()]},
+                     "alphas_cumprod": [float(a) for a in linear_alphas_cumprod()]},   # float64: the tables are built from these
         "prediction": "eps",
         # IDDPM learned range: out's second half v interpolates log beta_t and the clipped posterior variance.
         "variance": "learned_range" if cfg.pred_sigma else "fixed",

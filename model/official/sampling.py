@@ -13,11 +13,14 @@ from .stdit2 import prefix_frame_indices
 
 
 def respaced_timesteps(steps, n=1000):
-    """The original timesteps kept by IDDPM's respacing to `steps`: round(i * (n-1)/(steps-1))."""
-    if steps == 1:
-        return [0]
-    stride = (n - 1) / (steps - 1)
-    return sorted({int(round(i * stride)) for i in range(steps)})
+    """The original timesteps IDDPM's respacing keeps for `steps` steps: a running sum of the stride
+    (n-1)/(steps-1), each rounded (half to even, as Python rounds)."""
+    stride = (n - 1) / (steps - 1) if steps > 1 else 1
+    taken, cur = [], 0.0
+    for _ in range(steps):
+        taken.append(round(cur))
+        cur += stride
+    return sorted(set(taken))
 
 
 class Schedule:
