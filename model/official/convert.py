@@ -5,7 +5,7 @@
         --vae-encoder sd_vae_encoder.onnx --vae-decoder sd_vae_decoder.onnx --name sky-ca2vdm
     cd model && /usr/bin/python3 -m official.convert --random --preset CausalSTDiT2-XL/2 --name xl2-random
 
-It writes model/artifacts/<name>/: step.onnx (+ step.onnx.data when over 2 GB), encoder.onnx,
+It writes model/artifacts/<name>/: step.onnx (over 2 GB, its weights in files beside it), encoder.onnx,
 decoder.onnx, null_y.bin with cross-attention, manifest.json (format 2). The checkpoint must hold
 exactly the official state_dict of the configured size: a key missing, unexpected, or of another
 shape is an error naming it, never a partial load. --random builds any preset with random weights

@@ -10,8 +10,6 @@ positions). Outputs: out (B, F, 2C, h, w) (eps, then the variance value), kv and
 """
 import hashlib
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import torch
@@ -89,16 +87,16 @@ def export(model, path, opset=17):
         dyn["y"] = {0: "B"}
     if cfg.relative_tpe_mode == "rope":
         dyn["cache_pos"] = {0: "P"}
-    big = sum(p.numel() for p in model.parameters()) * 4 > 1.8e9   # protobuf's 2 GB limit
-    target, path = path, (os.path.join(tempfile.mkdtemp(), "step.onnx") if big else path)
+    # Over protobuf's 2 GB (XL/2 is 3 GB in fp32) torch writes each weight to its own file beside the
+    # graph, and constant folding would hold further copies of every weight (over 16 GB of RAM for
+    # XL/2 with torch 1.13): big graphs are exported unfolded (onnxruntime folds them when it loads).
+    big = sum(p.numel() for p in model.parameters()) * 4 > BIG_BYTES
     torch.onnx.export(StepGraph(model).eval(), tuple(inputs[n] for n in names), path, input_names=names,
-                      output_names=output_names(cfg), opset_version=opset, do_constant_folding=True,
+                      output_names=output_names(cfg), opset_version=opset, do_constant_folding=not big,
                       dynamic_axes={k: v for k, v in dyn.items() if k in names or k in output_names(cfg)})
-    if big:   # torch writes one file per weight: gather them into one file beside the graph
-        import onnx
-        onnx.save_model(onnx.load(path), target, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=os.path.basename(target) + ".data", size_threshold=1024)
-        shutil.rmtree(os.path.dirname(path))
+
+
+BIG_BYTES = 1.8e9
 
 
 def sha256(path):
