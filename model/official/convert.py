@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 
-import numpy as np
 import torch
 
 from . import export, stdit2, vae

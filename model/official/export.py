@@ -14,7 +14,6 @@ import os
 import numpy as np
 import torch
 
-from . import stdit2
 
 KV_DTYPE = "float16"
 FORMAT = 2

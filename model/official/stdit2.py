@@ -13,7 +13,7 @@ Temporal keys are cached before any rotary rotation (the official model rotates 
 by each frame's position in the window), so a cached frame's K/V never change once written.
 """
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import numpy as np
