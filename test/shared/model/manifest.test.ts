@@ -15,6 +15,7 @@ import {
   nullLabel,
   parseManifest,
 } from '../../../shared/model/manifest.js';
+import { loadManifestV2, manifestFormat } from '../../../shared/model/manifest-v2.js';
 import { cosineAlphasCumprod } from '../sampler/helpers.js';
 
 const ONNX = Buffer.from('not really onnx, but hashed like it');
@@ -144,7 +145,8 @@ const shipped = existsSync(artifactsDir)
   : [];
 describe.skipIf(shipped.length === 0)('shipped model artifacts', () => {
   it.each(shipped)('%s loads and matches its ONNX hash', async (name) => {
-    const { manifest: m } = await loadManifest(path.join(artifactsDir, name));
+    const dir = path.join(artifactsDir, name);
+    const { manifest: m } = (await manifestFormat(dir)) === 2 ? await loadManifestV2(dir) : await loadManifest(dir);
     expect(m.name).toBe(name);
   });
 });
