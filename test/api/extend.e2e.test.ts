@@ -4,26 +4,16 @@
  * byte for byte the frames one longer job makes; bad continuations are 4xx naming the field.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startEmbeddedStack, type EmbeddedStack } from '../../scripts/stack.js';
+import { describe, expect, test } from 'vitest';
 import { createApiKey } from '../../shared/auth/api-keys.js';
+import { embeddedStackForFile } from './helpers.js';
 import { resolveFfmpegPath } from '../../shared/media/mp4.js';
 
 const run = promisify(execFile);
-let dir: string;
-let stack: EmbeddedStack;
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'ca2vdm-extend-'));
-  stack = await startEmbeddedStack({ dataDir: dir, port: 0 });
-});
-afterAll(async () => {
-  await stack?.close();
-  await rm(dir, { recursive: true, force: true });
-});
+const fixture = embeddedStackForFile('extend');
 
 type Video = {
   id: string;
@@ -34,8 +24,8 @@ type Video = {
   error: { code: string; message: string } | null;
 };
 
-async function call(method: string, p: string, body?: unknown, key = stack.apiKey): Promise<{ status: number; json: any }> {
-  const res = await fetch(stack.url + p, {
+async function call(method: string, p: string, body?: unknown, key = fixture.current.apiKey): Promise<{ status: number; json: any }> {
+  const res = await fetch(fixture.current.url + p, {
     method,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -55,7 +45,7 @@ async function finished(id: string): Promise<Video> {
 /** The job's frame PNGs in order. */
 async function frames(v: Video): Promise<Buffer[]> {
   const sorted = [...v.output.frames].sort((a, b) => a.chunk - b.chunk || a.index - b.index);
-  const auth = { authorization: `Bearer ${stack.apiKey}` };
+  const auth = { authorization: `Bearer ${fixture.current.apiKey}` };
   return Promise.all(sorted.map(async (f) => Buffer.from(await (await fetch(f.url, { headers: auth })).arrayBuffer())));
 }
 
@@ -84,8 +74,8 @@ describe('extend and fork', () => {
 
     // The whole video: the parent's 12 frames, then the extension's 9.
     expect(extended.output.full).not.toBeNull();
-    const mp4 = Buffer.from(await (await fetch(extended.output.full!, { headers: { authorization: `Bearer ${stack.apiKey}` } })).arrayBuffer());
-    const file = path.join(dir, 'full.mp4');
+    const mp4 = Buffer.from(await (await fetch(extended.output.full!, { headers: { authorization: `Bearer ${fixture.current.apiKey}` } })).arrayBuffer());
+    const file = path.join(fixture.dir, 'full.mp4');
     await writeFile(file, mp4);
     const { stderr } = await run(await resolveFfmpegPath(), ['-hide_banner', '-i', file, '-vsync', '0', '-f', 'null', '-']);
     expect(Number([...stderr.matchAll(/frame=\s*(\d+)/g)].at(-1)?.[1])).toBe(21);
@@ -111,7 +101,7 @@ describe('extend and fork', () => {
     const running = await call('POST', '/v1/videos', { frames: 60, label: '1 ball', seed: 1 });
     const done = await create({ frames: 6, label: '1 ball', seed: 2 });
     const before = (await call('GET', '/v1/videos?limit=100')).json.data.length;
-    const otherKey = await createApiKey(stack.adapters.store, 'someone-else');
+    const otherKey = await createApiKey(fixture.current.adapters.store, 'someone-else');
     const cases: [string, string, unknown, number, string][] = [
       ['POST', `/v1/videos/${running.json.id}/extend`, { frames: 3 }, 409, 'id'],
       ['POST', '/v1/videos/vid_nope/extend', { frames: 3 }, 404, 'id'],

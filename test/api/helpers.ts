@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { APIGatewayProxyEvent, Context, SQSEvent } from 'aws-lambda';
 import { PNG } from 'pngjs';
+import { afterAll, beforeAll } from 'vitest';
+import { startEmbeddedStack, type EmbeddedStack } from '../../scripts/stack.js';
 import { DEFAULT_API_CONFIG, type ApiConfig } from '../../shared/api/config.js';
 import { parseManifest, type Manifest } from '../../shared/model/manifest.js';
 import { LocalQueue } from '../../shared/queue/local-queue.js';
@@ -117,4 +119,22 @@ export function sqsEvent(bodies: string[]): SQSEvent {
       awsRegion: 'eu-west-1',
     })),
   };
+}
+
+/**
+ * The whole embedded stack (API server, worker with the shipped model, queues, store in a temp
+ * folder) for one test file: started before its tests, closed and removed after. Read `.current`
+ * inside tests.
+ */
+export function embeddedStackForFile(name: string): { current: EmbeddedStack; dir: string } {
+  const holder = {} as { current: EmbeddedStack; dir: string };
+  beforeAll(async () => {
+    holder.dir = await mkdtemp(path.join(tmpdir(), `ca2vdm-${name}-`));
+    holder.current = await startEmbeddedStack({ dataDir: holder.dir, port: 0 });
+  });
+  afterAll(async () => {
+    await holder.current?.close();
+    if (holder.dir) await rm(holder.dir, { recursive: true, force: true });
+  });
+  return holder;
 }

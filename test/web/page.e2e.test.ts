@@ -4,23 +4,19 @@
  * still processing, cancel it. A screenshot lands in test/artifacts/page.png.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startEmbeddedStack, type EmbeddedStack } from '../../scripts/stack.js';
+import { embeddedStackForFile } from '../api/helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(import.meta.dirname, '..', 'artifacts');
 
-let dir: string;
-let stack: EmbeddedStack;
+const fixture = embeddedStackForFile('page');
 let browser: Browser;
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: run npm test (it installs Debian's chromium) or set CHROMIUM_PATH`);
-  dir = await mkdtemp(path.join(tmpdir(), 'ca2vdm-page-'));
-  stack = await startEmbeddedStack({ dataDir: dir, port: 0 });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
@@ -28,12 +24,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
-  await stack?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 async function jobStatus(id: string): Promise<string> {
-  const res = await fetch(`${stack.url}/v1/videos/${id}`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+  const res = await fetch(`${fixture.current.url}/v1/videos/${id}`, { headers: { authorization: `Bearer ${fixture.current.apiKey}` } });
   return ((await res.json()) as { status: string }).status;
 }
 
@@ -41,8 +35,8 @@ test('a new user makes a video on the page and watches it play before the job en
   const page: Page = await browser.newPage({ viewport: { width: 1200, height: 820 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${stack.url}/`);
-  await page.fill('#key', stack.apiKey);
+  await page.goto(`${fixture.current.url}/`);
+  await page.fill('#key', fixture.current.apiKey);
   await page.click('#save-key');
   await page.fill('#frames', '96');
   await page.fill('#label', '2 balls');
