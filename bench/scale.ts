@@ -82,8 +82,13 @@ async function runConfig(cfg: Config, s3Port?: number) {
   });
 
   const figures: ChunkFigures[] = [];
+  // Peak RSS in each phase (ramp-up, warm, cold), sampled: where the memory goes, beside the process's peak.
+  const peakByKind: Record<string, number> = {};
+  let kindNow = 'ramp';
+  const sampler = setInterval(() => { peakByKind[kindNow] = Math.max(peakByKind[kindNow] ?? 0, process.memoryUsage.rss()); }, 50);
   const newWorker = () => new ChunkWorker({ store, chunkQueue, webhookQueue, model, waitSec: 0.2 });
   const step = async (worker: ChunkWorker, chunk: number, kind: ChunkFigures['kind']) => {
+    kindNow = kind;
     const before = { model: model.modelSeconds, calls: model.calls.length };
     const lastEnd = model.calls.at(-1)?.end;
     const started = performance.now();
@@ -107,6 +112,7 @@ async function runConfig(cfg: Config, s3Port?: number) {
     await step(worker, k, 'cold');
     await worker.close();
   }
+  clearInterval(sampler);
   const peakRss = process.resourceUsage().maxRSS * 1024;
   client?.destroy();
   await rm(dir, { recursive: true, force: true });
@@ -126,6 +132,7 @@ async function runConfig(cfg: Config, s3Port?: number) {
     bytes_read_cold: Math.round(mean(cold.map((f) => f.read))),
     window_bytes: m.p_max * frameBytes,
     peak_rss_bytes: peakRss,
+    peak_rss_bytes_by_phase: peakByKind,
     gap_seconds: round(mean(warm.map((f) => f.gap!)), 3),
     warm_overhead_seconds: round(mean(warm.map((f) => f.seconds - f.model)), 3),
     cold_overhead_seconds: round(mean(cold.map((f) => f.seconds - f.model)), 3),

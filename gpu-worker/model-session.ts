@@ -97,7 +97,7 @@ export class ModelSession implements StepGraph {
     // The graph takes each layer's K and V as its own input: views into the one assembled buffer.
     const perInput = rows * m.tokens_per_frame * m.heads * P * m.head_dim;
     if (input.cache.length !== io.inputs.cache.length * perInput) {
-      throw new RangeError(`cache holds ${input.cache.length} values, expected ${io.inputs.cache.length * perInput}`);
+      throw new RangeError(`cache holds ${input.cache.length} floats, expected ${io.inputs.cache.length * perInput}`);
     }
     if ((input.cache instanceof Uint16Array) !== (m.cache_dtype === 'float16')) {
       throw new TypeError(`the window is ${input.cache instanceof Uint16Array ? 'float16' : 'float32'}, the graph's cache inputs are ${m.cache_dtype}`);

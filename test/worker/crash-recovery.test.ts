@@ -2,8 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { adaptersFromEnv } from '../../gpu-worker/adapters.js';
-import { geometry } from '../../gpu-worker/job-plan.js';
-import { pngsToFrames } from '../../shared/media/png.js';
 import { loadManifest } from '../../shared/model/manifest.js';
 import { readJob } from '../../shared/jobs/job-store.js';
 import type { Job } from '../../shared/schemas/job.js';
