@@ -4,6 +4,8 @@ import { parseArgs } from 'node:util';
 import { ApiClientError, Ca2vdmClient, type CreateVideoRequest } from '../shared/api/client.js';
 
 const USAGE = `usage: ca2vdm generate --frames N --out video.mp4 [options]
+       ca2vdm extend ID --frames N --out video.mp4 [--seed S --webhook URL --no-wait]
+                    (continues a succeeded video; saves the whole video, old frames and new)
        ca2vdm get ID | list | cancel ID | secret   [--api URL --key KEY]
 
 options:
@@ -84,6 +86,7 @@ export async function main(
         print(await client.webhookSecret());
         return 0;
       case 'generate':
+      case 'extend':
         break;
       default:
         io.err(`unknown command ${command}\n${USAGE}\n`);
@@ -92,6 +95,11 @@ export async function main(
     if (!v.frames) {
       io.err('--frames is required\n');
       return 2;
+    }
+    if (command === 'extend') {
+      for (const flag of ['label', 'steps', 'guidance', 'init'] as const) {
+        if (v[flag] !== undefined) throw new UsageError(`--${flag}: an extension keeps its video's label, guidance and steps`);
+      }
     }
     const req: CreateVideoRequest = { frames: num(v.frames, 'frames') };
     if (v.label !== undefined) req.label = /^\d+$/.test(v.label) ? Number(v.label) : v.label;
@@ -105,7 +113,10 @@ export async function main(
         v.init.split(',').map(async (f) => client.uploadFrame(await readFile(path.resolve(cwd, f.trim())))),
       );
     }
-    const job = await client.createVideo(req, { idempotencyKey: v['idempotency-key'] });
+    const submit = { idempotencyKey: v['idempotency-key'] };
+    const job = command === 'extend'
+      ? await client.extendVideo(need(id, 'ID'), { frames: req.frames, seed: req.seed, webhook: req.webhook }, submit)
+      : await client.createVideo(req, submit);
     io.err(`submitted ${job.id} (${job.progress.chunks_total} chunks)\n`);
     if (v['no-wait']) {
       print(job);
@@ -123,12 +134,14 @@ export async function main(
       io.err(`video ${final.id} ${final.status}${final.error ? `: ${final.error.code}: ${final.error.message}` : ''}\n`);
       return 1;
     }
-    if (!final.output.video) {
+    // An extension saves the whole video (the frames it continues, then its own).
+    const video = final.output.full ?? final.output.video;
+    if (!video) {
       io.err(`video ${final.id} succeeded but has no video output\n`);
       return 1;
     }
     const out = path.resolve(cwd, v.out);
-    await client.download(final.output.video, out);
+    await client.download(video, out);
     io.err(`saved ${out}\n`);
     print({ id: final.id, status: final.status, out, metrics: final.metrics });
     return 0;

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { z } from 'zod';
 import type { ApiErrorBody } from './errors.js';
-import type { createVideoBodySchema } from './request.js';
+import type { createVideoBodySchema, extendVideoBodySchema } from './request.js';
 import type { Upload } from './uploads.js';
 import type { PublicJob, PublicJobSummary } from './render.js';
 import type { ListVideosResult } from './videos.js';
@@ -46,6 +46,11 @@ export class Ca2vdmClient {
 
   createVideo(body: CreateVideoRequest, opts: { idempotencyKey?: string } = {}): Promise<PublicJobSummary> {
     return this.call('POST', '/v1/videos', body, opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : {});
+  }
+
+  /** A new job continuing a succeeded video from its last frame (`POST /v1/videos/{id}/extend`). */
+  extendVideo(id: string, body: z.input<ReturnType<typeof extendVideoBodySchema>>, opts: { idempotencyKey?: string } = {}): Promise<PublicJobSummary> {
+    return this.call('POST', `/v1/videos/${encodeURIComponent(id)}/extend`, body, opts.idempotencyKey ? { 'idempotency-key': opts.idempotencyKey } : {});
   }
 
   getVideo(id: string): Promise<PublicJob> {

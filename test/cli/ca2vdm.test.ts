@@ -100,3 +100,19 @@ test('--init sends each starting frame as an upload, and the job starts from tho
   // They went up as uploads, not inside the request body.
   expect((await stack.store.list(`uploads/${tenant}/`)).filter((k) => k.endsWith('.png'))).toHaveLength(2);
 });
+
+test('extend continues a succeeded video: the new job names its parent; conditioning flags are refused', async () => {
+  const out: string[] = [];
+  const io = { out: (s: string) => out.push(s), err: () => {}, env: { CA2VDM_API_KEY: key }, cwd: stack.dir };
+  expect(await main(['generate', '--frames', '8', '--label', '2 balls', '--seed', '4', '--no-wait', '--api', server.url], io)).toBe(0);
+  const parent = JSON.parse(out.join('')).id as string;
+  await updateJob(stack.store, tenant, parent, (j) => ({ ...j, status: 'succeeded' }));
+  out.length = 0;
+  expect(await main(['extend', parent, '--frames', '4', '--no-wait', '--api', server.url], io)).toBe(0);
+  const child = JSON.parse(out.join(''));
+  expect(child.parent).toEqual({ id: parent, frames: 8 });
+  expect(child.input).toMatchObject({ frames: 4, seed: 4, label: 1 });
+  const err: string[] = [];
+  expect(await main(['extend', parent, '--frames', '4', '--label', '1 ball', '--api', server.url], { ...io, err: (s) => err.push(s) })).toBe(2);
+  expect(err.join('')).toMatch(/--label: an extension keeps/);
+});

@@ -31,7 +31,7 @@ async function jobStatus(id: string): Promise<string> {
   return ((await res.json()) as { status: string }).status;
 }
 
-test('a new user makes a video on the page and watches it play before the job ends, then cancels it', async () => {
+test('a new user makes a video on the page and watches it play before the job ends, cancels it, and extends another', async () => {
   const page: Page = await browser.newPage({ viewport: { width: 1200, height: 820 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -63,5 +63,19 @@ test('a new user makes a video on the page and watches it play before the job en
   await page.click('#cancel');
   await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'canceled', undefined, { timeout: 60_000 });
   expect(await jobStatus(id)).toBe('canceled');
+
+  // A short video, then Extend from the page: a new job that continues it, and it finishes.
+  await page.fill('#frames', '6');
+  await page.click('#submit');
+  await page.waitForFunction((old) => document.getElementById('job-id')?.textContent !== old, id, { timeout: 30_000 });
+  const short = (await page.textContent('#job-id'))!;
+  await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'succeeded', undefined, { timeout: 90_000 });
+  await page.fill('#frames', '3');
+  await page.click('#extend');
+  await page.waitForFunction((old) => document.getElementById('job-id')?.textContent !== old, short, { timeout: 30_000 });
+  const extension = (await page.textContent('#job-id'))!;
+  await page.waitForFunction(() => document.getElementById('job-status')?.textContent === 'succeeded', undefined, { timeout: 90_000 });
+  const res = await fetch(`${fixture.current.url}/v1/videos/${extension}`, { headers: { authorization: `Bearer ${fixture.current.apiKey}` } });
+  expect(((await res.json()) as { parent: unknown }).parent).toEqual({ id: short, frames: 6 });
   expect(errors).toEqual([]);
 }, 240_000);
