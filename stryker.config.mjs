@@ -18,7 +18,15 @@ export const MODULES = {
  * mutator, the source text replaced and the replacement; scripts/mutation-summary.ts leaves them
  * out of the score and lists them with the reason.
  */
-export const EQUIVALENT_MUTANTS = [];
+export const EQUIVALENT_MUTANTS = [
+  { file: 'shared/sampler/ddim.ts', mutator: 'EqualityOperator', original: 'x0 < lo', replacement: 'x0 <= lo', reason: 'clipping x0 == lo to lo changes nothing' },
+  { file: 'shared/sampler/ddim.ts', mutator: 'EqualityOperator', original: 'x0 > hi', replacement: 'x0 >= hi', reason: 'clipping x0 == hi to hi changes nothing' },
+  { file: 'shared/sampler/ddim.ts', mutator: 'ConditionalExpression', original: 'rows === 1', replacement: 'false', reason: 'line 79: with one row the batch buffer is never read (the model gets x), so allocating it changes nothing' },
+  { file: 'shared/sampler/noise.ts', mutator: 'ArithmeticOperator', original: 'b / 0x100000000', replacement: 'b * 0x100000000', reason: 'Philox reads the counter word as a u32: b * 2^32 and floor(b / 2^32) are both 0 mod 2^32 for every block a stream may have (< 2^32)' },
+  { file: 'shared/sampler/noise.ts', mutator: 'EqualityOperator', original: 'n > 4 * 0x100000000', replacement: 'n >= 4 * 0x100000000', reason: 'differs only for exactly 2^34 samples (64 GiB of floats), which no test can allocate' },
+  { file: 'shared/sampler/context.ts', mutator: 'EqualityOperator', original: 'i < out.length', replacement: 'i <= out.length', reason: 'out is a fresh array of that length: the extra write past its end is dropped by the typed array' },
+  { file: 'shared/cache/f16.ts', mutator: 'EqualityOperator', original: 'h < 65536', replacement: 'h <= 65536', reason: 'the table is a fresh Float32Array(65536): the extra write past its end is dropped' },
+];
 
 const all = Object.values(MODULES).flat();
 const mutate = process.env.MUTATE ? process.env.MUTATE.split(',') : all;
