@@ -19,9 +19,11 @@ describe('embeddedIpv4', () => {
     ['::10.1.2.3', '10.1.2.3'],
     ['::ffff:10.0.0.1', '10.0.0.1'],
     ['::ffff:0.0.1.2', '0.0.1.2'],
+    ['::ffff:192.168.100.200', '192.168.100.200'],
+    ['0:0::ffff:a00:1', '10.0.0.1'],
   ])('%s holds %s', (ip, v4) => expect(embeddedIpv4(ip)).toBe(v4));
 
-  test.each(['::', '::1', '::0.0.1.2', '1::ffff:a00:1', '0:0:0:0:1:ffff:a00:1', '::fffe:a00:1', '2001:db8::10.0.0.1', '10.0.0.1', 'nonsense', '1:2:3:4:5:6:7:8'])(
+  test.each(['::', '::1', '::0.0.1.2', '1::ffff:a00:1', '0:0:0:0:1:ffff:a00:1', '::fffe:a00:1', '2001:db8::10.0.0.1', '10.0.0.1', 'nonsense', '1:2:3:4:5:6:7:8', '::ffff:zz:1'])(
     '%s holds none', (ip) => expect(embeddedIpv4(ip)).toBeNull());
 });
 
@@ -30,6 +32,11 @@ describe('forbiddenAddressReason', () => {
     expect(forbiddenAddressReason('[::1]', strict)).toBe('[::1] is a loopback address');
     expect(forbiddenAddressReason('fe80::1%eth0', strict)).toMatch(/private, link-local, metadata or reserved/);
     expect(forbiddenAddressReason('[2606:2800:220:1::1]', strict)).toBeNull();
+  });
+
+  test('strips brackets only at the ends: one inside leaves no IP address', () => {
+    expect(forbiddenAddressReason('8.8.[8.8', strict)).toBe('8.8.[8.8 is not an IP address');
+    expect(forbiddenAddressReason('8.8.]8.8', strict)).toBe('8.8.]8.8 is not an IP address');
   });
 
   test('says what is wrong', () => {
@@ -76,6 +83,7 @@ describe('parseWebhookUrl', () => {
   test('names that only contain localhost are fine; loopback names are fine where loopback is', () => {
     expect(parseWebhookUrl('https://localhost.example.com/', aws).hostname).toBe('localhost.example.com');
     expect(parseWebhookUrl('https://mylocalhost/', aws).hostname).toBe('mylocalhost');
+    expect(parseWebhookUrl('https://api.localhost.example.com/', aws).hostname).toBe('api.localhost.example.com');
     expect(parseWebhookUrl('http://localhost:8080/', embedded).port).toBe('8080');
     expect(parseWebhookUrl('http://example.com/', embedded).protocol).toBe('http:');
   });
