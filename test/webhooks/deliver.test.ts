@@ -6,7 +6,9 @@ import { MAX_QUEUE_DELAY_SEC, processWebhookMessage, type DeliveryDeps } from '.
 import { webhookEventId, type WebhookMessage } from '../../shared/webhooks/message.js';
 import { getOrCreateWebhookSecret } from '../../shared/webhooks/secrets.js';
 import { verifyWebhook } from '../../shared/webhooks/signature.js';
+import { S3Store } from '../../shared/store/s3-store.js';
 import { tempStack, type TempStack } from '../api/helpers.js';
+import { startS3Shim } from '../shared/s3-shim.js';
 
 let stack: TempStack;
 beforeEach(async () => { stack = await tempStack(); });
@@ -122,6 +124,31 @@ describe('processWebhookMessage', () => {
     expect(dead[0].body).toMatchObject({ attempt: 4, last_error: 'receiver answered 502 after 4 tries' });
     expect(dead[0].opts).toEqual({ groupId: dead[0].body.id, dedupId: `${dead[0].body.id}:dead` });
     expect(await failures()).toEqual([{ event_id: dead[0].body.id, type: 'completed', attempts: 4, reason: 'receiver answered 502 after 4 tries', last_status: 502, failed_at: NOW.toISOString() }]);
+  });
+
+  it('notes the chunk of an undelivered output event', async () => {
+    const { d } = deps({ status: 410 });
+    await processWebhookMessage(d, message({ type: 'output', chunk: 3, id: webhookEventId(job(), 'output', 3) }));
+    expect(await failures()).toMatchObject([{ type: 'output', chunk: 3, attempts: 1 }]);
+  });
+
+  it('stores the failure note as JSON (content type) where the store keeps one', async () => {
+    const shim = await startS3Shim();
+    try {
+      const store = new S3Store({ client: shim.client, bucket: shim.bucket });
+      const { d } = deps({ status: 410, store });
+      await processWebhookMessage(d, message());
+      const [key] = await store.list('jobs/local/vid_d/webhooks/');
+      expect((await store.get(key))!.contentType).toBe('application/json');
+    } finally {
+      await shim.close();
+    }
+  });
+
+  it('links to the job by path alone when no base URL is configured', async () => {
+    const { d, posted } = deps({ status: 200 });
+    await processWebhookMessage(d, message());
+    expect(JSON.parse(posted[0].body).data.urls.get).toBe('/v1/videos/vid_d');
   });
 
   it('stops at 410 Gone on the first try', async () => {
