@@ -5,6 +5,7 @@ import type { TaskQueue } from '../shared/queue/task-queue.js';
 import { ChunkTaskSchema } from '../shared/schemas/chunk-task.js';
 import { isTerminal } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
+import { recordJobEnded } from '../shared/observability/metrics.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { aws } from './lib/deps.js';
 import { processBatch } from './lib/sqs-batch.js';
@@ -22,8 +23,10 @@ export async function failJobOfDeadChunk(deps: ChunkDeadLetterDeps, body: string
     return;
   }
   const { job: id, tenant, chunk } = task.data;
+  let ended = false;
   const updated = await updateJob(deps.store, tenant, id, (job) => {
-    if (isTerminal(job.status)) return null;
+    ended = !isTerminal(job.status);
+    if (!ended) return null;
     return {
       ...job,
       status: 'failed',
@@ -31,6 +34,7 @@ export async function failJobOfDeadChunk(deps: ChunkDeadLetterDeps, body: string
       error: { code: 'max_receives', message: `chunk ${chunk} failed on every attempt and was dead-lettered` },
     };
   });
+  if (ended) recordJobEnded('failed');
   // Also when it was already failed by us: a retried batch must still get its event out (dedup keeps it single).
   if (updated && updated.job.status === 'failed' && updated.job.error?.code === 'max_receives') {
     await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
