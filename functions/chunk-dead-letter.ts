@@ -1,3 +1,4 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { updateJob } from '../shared/jobs/job-store.js';
@@ -8,6 +9,7 @@ import type { ObjectStore } from '../shared/store/object-store.js';
 import { recordJobEnded } from '../shared/observability/metrics.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { aws } from './lib/deps.js';
+import { logger } from './lib/logger.js';
 import { processBatch } from './lib/sqs-batch.js';
 
 export interface ChunkDeadLetterDeps {
@@ -19,7 +21,7 @@ export interface ChunkDeadLetterDeps {
 export async function failJobOfDeadChunk(deps: ChunkDeadLetterDeps, body: string, now = new Date()): Promise<void> {
   const task = ChunkTaskSchema.safeParse(safeJson(body));
   if (!task.success) {
-    console.error(JSON.stringify({ msg: 'unreadable chunk dead letter', body: body.slice(0, 200) }));
+    logger.error('unreadable chunk dead letter', { body: body.slice(0, 200) });
     return;
   }
   const { job: id, tenant, chunk } = task.data;
@@ -51,7 +53,7 @@ function safeJson(text: string): unknown {
 
 /** SQS consumer of the chunk queue's dead-letter queue. */
 export function makeChunkDeadLetterHandler(getDeps: () => ChunkDeadLetterDeps) {
-  return middy<SQSEvent, SQSBatchResponse>().handler((event) =>
+  return middy<SQSEvent, SQSBatchResponse>().use(injectLambdaContext(logger)).handler((event) =>
     processBatch(event, (record) => failJobOfDeadChunk(getDeps(), record.body)),
   );
 }

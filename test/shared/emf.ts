@@ -29,14 +29,17 @@ export async function captureEmf<T>(namespace: string | null, body: () => Promis
     }
     return String(chunk).startsWith('{"_aws"') ? true : (write as (...a: unknown[]) => boolean)(chunk, ...rest);
   }) as typeof process.stdout.write);
-  if (namespace === null) vi.stubEnv('POWERTOOLS_METRICS_NAMESPACE', undefined);
-  else vi.stubEnv('POWERTOOLS_METRICS_NAMESPACE', namespace);
+  // Only this variable is set and put back (vi.unstubAllEnvs would also drop the caller's stubs).
+  const before = process.env.POWERTOOLS_METRICS_NAMESPACE;
+  if (namespace === null) delete process.env.POWERTOOLS_METRICS_NAMESPACE;
+  else process.env.POWERTOOLS_METRICS_NAMESPACE = namespace;
   try {
     const result = await body();
     return { result, metrics: lines.flatMap(emittedMetrics) };
   } finally {
     spy.mockRestore();
-    vi.unstubAllEnvs();
+    if (before === undefined) delete process.env.POWERTOOLS_METRICS_NAMESPACE;
+    else process.env.POWERTOOLS_METRICS_NAMESPACE = before;
   }
 }
 
