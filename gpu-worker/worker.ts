@@ -1,8 +1,8 @@
 import { updateJob } from '../shared/jobs/job-store.js';
+import { recordJobEnded } from '../shared/observability/metrics.js';
 import type { QueueMessage } from '../shared/queue/task-queue.js';
 import { ChunkTaskSchema, type ChunkTask } from '../shared/schemas/chunk-task.js';
 import { isTerminal } from '../shared/schemas/job.js';
-import { recordJobEnded } from '../shared/observability/metrics.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { runChunkStep, type ChunkDeps, type ChunkOutcome } from './chunk-step.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
