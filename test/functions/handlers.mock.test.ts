@@ -219,6 +219,22 @@ describe('metrics and logs', () => {
     expect(metrics).toEqual([{ namespace: NAMESPACE, name: 'WebhookFailures', unit: 'Count', value: 1, dimensions: { service: 'ca2vdm' } }]);
   });
 
+  test('deliver-webhook counts one WebhookFailures when the receiver answers 410, none for a delivered event', async () => {
+    const { makeDeliverWebhookHandler } = await import('../../functions/deliver-webhook.js');
+    s3.on(GetObjectCommand, { Key: webhookSecretKey('t1') }).resolves(body({ secret: 'whsec_c2VjcmV0', created_at: '2030-01-01T00:00:00.000Z' }));
+    const handler = makeDeliverWebhookHandler(() => ({
+      store: new S3Store({ client: new S3Client({}), bucket: 'bucket' }),
+      webhookQueue: new SqsQueue({ client: new SQSClient({}), queueUrl: WEBHOOK_QUEUE }),
+      policy: { requireHttps: true, allowLoopback: false },
+      resolve: async () => [{ address: '93.184.216.34', family: 4 }],
+      post: async (_url, headers) => ({ status: headers['webhook-id'] === 'msg_gone' ? 410 : 200 }),
+    }));
+    const event = (id: string) => JSON.stringify({ id, type: 'completed', job_id: 'vid_1', tenant: 't1', created_at: '2030-01-01T00:00:00.000Z', payload: { job: storedJob() }, attempt: 1 });
+    const { metrics } = await captureEmf(NAMESPACE, () => handler(sqsEvent([event('msg_ok'), event('msg_gone')]), lambdaContext()));
+    expect(metrics).toEqual([{ namespace: NAMESPACE, name: 'WebhookFailures', unit: 'Count', value: 1, dimensions: { service: 'ca2vdm' } }]);
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { Key: expect.stringContaining('vid_1/webhooks/') });
+  });
+
   test('no EMF line without POWERTOOLS_METRICS_NAMESPACE', async () => {
     s3.on(GetObjectCommand, { Key: jobKey('t1', 'vid_1') }).resolves(body(storedJob()));
     const { metrics } = await captureEmf(null, () => handlers['chunk-dead-letter'](deadChunk(), lambdaContext()));
