@@ -1,7 +1,9 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { processWebhookMessage, type DeliveryDeps } from '../shared/webhooks/deliver.js';
 import { aws } from './lib/deps.js';
+import { logger } from './lib/logger.js';
 import { processBatch } from './lib/sqs-batch.js';
 
 let deps: DeliveryDeps | undefined;
@@ -23,10 +25,10 @@ function awsDeliveryDeps(): DeliveryDeps {
  * which SQS then redelivers (and after max receives moves to the webhook DLQ).
  */
 export function makeDeliverWebhookHandler(getDeps: () => DeliveryDeps) {
-  return middy<SQSEvent, SQSBatchResponse>().handler((event) =>
+  return middy<SQSEvent, SQSBatchResponse>().use(injectLambdaContext(logger)).handler((event) =>
     processBatch(event, async (record) => {
       const outcome = await processWebhookMessage(getDeps(), record.body);
-      console.log(JSON.stringify({ msg: 'webhook', messageId: record.messageId, outcome }));
+      logger.info('webhook', { messageId: record.messageId, outcome });
     }),
   );
 }

@@ -1,12 +1,14 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { DEFAULT_STALL_AFTER_SEC, reapStalledJobs, type ReapDeps } from '../shared/jobs/reaper.js';
 import { aws } from './lib/deps.js';
+import { logger } from './lib/logger.js';
 
 /** Scheduled: sends the next chunk task again for every unfinished job that stopped moving (shared/jobs/reaper.ts). */
 export function makeReapHandler(getDeps: () => ReapDeps, stallAfterSec = Number(process.env.STALL_AFTER_SEC ?? DEFAULT_STALL_AFTER_SEC)) {
-  return middy().handler(async () => {
+  return middy().use(injectLambdaContext(logger)).handler(async () => {
     const result = await reapStalledJobs(getDeps(), { stallAfterSec });
-    console.log(JSON.stringify({ msg: 'reaper pass', active: result.active, cleared: result.cleared, requeued: result.requeued }));
+    logger.info('reaper pass', { active: result.active, cleared: result.cleared, requeued: result.requeued });
     return { active: result.active, requeued: result.requeued.length, cleared: result.cleared };
   });
 }

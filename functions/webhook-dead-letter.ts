@@ -1,9 +1,11 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { recordWebhookFailure } from '../shared/webhooks/deliver.js';
 import { WebhookMessageSchema } from '../shared/webhooks/message.js';
 import { aws } from './lib/deps.js';
+import { logger } from './lib/logger.js';
 import { processBatch } from './lib/sqs-batch.js';
 
 /**
@@ -11,11 +13,11 @@ import { processBatch } from './lib/sqs-batch.js';
  * failure is noted on the job (`webhook_failures` in GET). A message that is not an event is logged.
  */
 export function makeWebhookDeadLetterHandler(getStore: () => ObjectStore) {
-  return middy<SQSEvent, SQSBatchResponse>().handler((event) =>
+  return middy<SQSEvent, SQSBatchResponse>().use(injectLambdaContext(logger)).handler((event) =>
     processBatch(event, async (record) => {
       const parsed = WebhookMessageSchema.safeParse(safeJson(record.body));
       if (!parsed.success) {
-        console.error(JSON.stringify({ msg: 'unreadable webhook dead letter', messageId: record.messageId }));
+        logger.error('unreadable webhook dead letter', { messageId: record.messageId });
         return;
       }
       const msg = parsed.data;

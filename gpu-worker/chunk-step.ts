@@ -16,6 +16,7 @@ import { cacheSegmentKey, frameKey, inputFrameKey, streamSegmentKey } from '../s
 import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
 import { framesToPngs } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
+import { recordChunkSeconds, recordJobEnded, recordQueueWait } from '../shared/observability/metrics.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
 import { denoise } from '../shared/sampler/ddim.js';
@@ -156,6 +157,8 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     return 'skipped';
   }
   job = updated.job;
+  recordChunkSeconds(seconds);
+  if (k === 0 && job.metrics.queue_wait_s !== undefined) recordQueueWait(job.metrics.queue_wait_s);
   await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
   phases.mark('job_update');
   log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
@@ -176,12 +179,15 @@ async function resumeAfter(deps: ChunkDeps, job: Job, plan: JobPlan, k: number):
 }
 
 async function cancel(deps: ChunkDeps, job: Job): Promise<ChunkOutcome> {
+  let ended = false;
   const updated = await updateJob(deps.store, job.tenant, job.id, (j) => {
-    if (isTerminal(j.status)) return null;
+    ended = !isTerminal(j.status);
+    if (!ended) return null;
     j.status = 'canceled';
     j.completed_at = new Date().toISOString();
     return j;
   });
+  if (ended) recordJobEnded('canceled');
   if (updated?.job.status === 'canceled') await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
   return 'canceled';
 }

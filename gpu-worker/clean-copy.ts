@@ -16,6 +16,7 @@ import { CACHE_SEGMENT_TAGS, frameKey, framesPrefix, jobPrefix } from '../shared
 import { FrameSizeError, PngDecodeError } from '../shared/media/errors.js';
 import { framesToPngs, pngToFrame } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
+import { countCacheRebuild } from '../shared/observability/metrics.js';
 import type { Job, JobRepair } from '../shared/schemas/job.js';
 import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
@@ -170,6 +171,7 @@ export async function recordRepair(store: ObjectStore, job: Job, repair: Omit<Jo
     j.repairs = [...repairs, { ...repair, at: new Date().toISOString() }];
     return j;
   });
+  countCacheRebuild();
 }
 
 /**

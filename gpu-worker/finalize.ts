@@ -4,6 +4,7 @@ import { fullVideoKey, previewGifKey, videoKey } from '../shared/keys.js';
 import { encodeGif } from '../shared/media/gif.js';
 import { encodeMp4 } from '../shared/media/mp4.js';
 import { pngsToFrames } from '../shared/media/png.js';
+import { recordJobEnded } from '../shared/observability/metrics.js';
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
 import type { ChunkDeps } from './chunk-step.js';
@@ -61,6 +62,7 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
     j.metrics.total_s = Math.round((now.getTime() - Date.parse(j.created_at)) / 10) / 100;
     return j;
   });
+  if (updated && ended) recordJobEnded(updated.job.status === 'canceled' ? 'canceled' : 'succeeded');
   if (updated && ended) await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
 }
 

@@ -1,4 +1,5 @@
 import { updateJob } from '../shared/jobs/job-store.js';
+import { recordJobEnded } from '../shared/observability/metrics.js';
 import type { QueueMessage } from '../shared/queue/task-queue.js';
 import { ChunkTaskSchema, type ChunkTask } from '../shared/schemas/chunk-task.js';
 import { isTerminal } from '../shared/schemas/job.js';
@@ -177,13 +178,16 @@ export class ChunkWorker {
   }
 
   private async failJob(task: ChunkTask, failure: ChunkFailure): Promise<void> {
+    let ended = false;
     const updated = await updateJob(this.opts.store, task.tenant, task.job, (j) => {
-      if (isTerminal(j.status)) return null;
+      ended = !isTerminal(j.status);
+      if (!ended) return null;
       j.status = 'failed';
       j.error = { code: failure.code, message: failure.message };
       j.completed_at = new Date().toISOString();
       return j;
     });
+    if (ended) recordJobEnded('failed');
     if (updated?.job.status === 'failed') await emitJobEvent(this.opts.webhookQueue, updated.job, 'completed');
   }
 }

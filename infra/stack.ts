@@ -6,6 +6,7 @@ import type { Construct } from 'constructs';
 import type { DeployConfig } from './config.js';
 import { validateConfig } from './config.js';
 import { Api } from './constructs/api.js';
+import { Dashboard } from './constructs/dashboard.js';
 import { GpuWorkers } from './constructs/gpu-workers.js';
 import { Queues } from './constructs/queues.js';
 import { Storage } from './constructs/storage.js';
@@ -20,12 +21,13 @@ export interface Ca2vdmStackProps extends StackProps {
   readonly workerImage?: ecs.ContainerImage;
 }
 
-/** The whole AWS deployment: storage, queues, API and GPU workers, wired by grants and environment. */
+/** The whole AWS deployment: storage, queues, API, GPU workers and their dashboard, wired by grants and environment. */
 export class Ca2vdmStack extends Stack {
   public readonly storage: Storage;
   public readonly queues: Queues;
   public readonly api: Api;
   public readonly workers: GpuWorkers;
+  public readonly dashboard: Dashboard;
 
   constructor(scope: Construct, id: string, props: Ca2vdmStackProps) {
     super(scope, id, props);
@@ -57,6 +59,7 @@ export class Ca2vdmStack extends Stack {
       logRetention,
       image: props.workerImage,
     });
+    this.dashboard = new Dashboard(this, 'Dashboard', { alarms: this.queues.alarms });
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.restApi.url, description: 'Base URL; routes start with v1/' });
     new CfnOutput(this, 'Bucket', { value: this.storage.bucket.bucketName });
@@ -67,6 +70,7 @@ export class Ca2vdmStack extends Stack {
       description: 'Prints the value of the first API key (send it as the x-api-key header)',
       value: `aws apigateway get-api-key --api-key ${this.api.apiKey.keyId} --include-value --query value --output text --region ${this.region}`,
     });
+    new CfnOutput(this, 'DashboardName', { value: this.dashboard.dashboard.dashboardName });
     new CfnOutput(this, 'UsagePlanId', { value: this.api.usagePlan.usagePlanId, description: 'Add further tenant keys to this plan' });
   }
 }

@@ -6,6 +6,7 @@ import {
   UnsupportedMediaTypeError,
   type ApiErrorBody,
 } from '../../shared/api/errors.js';
+import { logger } from './logger.js';
 
 export type HttpEvent = APIGatewayProxyEvent;
 export type HttpResult = APIGatewayProxyResult;
@@ -26,7 +27,7 @@ export function errorResponse(err: unknown, requestId?: string): HttpResult {
     const body: ApiErrorBody = { error: { code: err.code, message: cap(err.message, MAX_MESSAGE), ...(err.field ? { field: cap(err.field, MAX_FIELD) } : {}) } };
     return json(err.status, body);
   }
-  console.error(JSON.stringify({ msg: 'unhandled error', requestId, error: String(err), stack: (err as Error)?.stack }));
+  logger.error('unhandled error', { requestId, error: err instanceof Error ? err : String(err) });
   const body: ApiErrorBody = { error: { code: 'internal_error', message: 'internal error' + (requestId ? ` (request ${requestId})` : '') } };
   return json(500, body);
 }

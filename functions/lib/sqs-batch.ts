@@ -1,4 +1,5 @@
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { logger } from './logger.js';
 
 /**
  * Runs `fn` on every record and reports the ones that threw as `batchItemFailures` (the event
@@ -9,7 +10,7 @@ export async function processBatch(event: SQSEvent, fn: (record: SQSRecord) => P
   const failed = event.Records.filter((_, i) => results[i].status === 'rejected');
   results.forEach((r, i) => {
     if (r.status === 'rejected') {
-      console.error(JSON.stringify({ msg: 'record failed', messageId: event.Records[i].messageId, error: String(r.reason) }));
+      logger.error('record failed', { messageId: event.Records[i].messageId, error: String(r.reason) });
     }
   });
   if (failed.length > 0 && failed.length === event.Records.length) {

@@ -14,6 +14,7 @@ import { DEFAULT_API_CONFIG } from '../../shared/api/config.js';
 import { apiGatewayRequestModel } from '../../shared/api/openapi.js';
 import { parseManifest } from '../../shared/model/manifest.js';
 import { DEFAULT_STALL_AFTER_SEC } from '../../shared/jobs/reaper.js';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../../shared/observability/metrics.js';
 import type { Queues } from './queues.js';
 import type { PrefixGrant, Storage } from './storage.js';
 
@@ -126,8 +127,8 @@ export class Api extends Construct {
           CHUNK_QUEUE_URL: chunkQueue.queueUrl,
           WEBHOOK_QUEUE_URL: webhookQueue.queueUrl,
           MODEL_MANIFEST_PATH,
-          POWERTOOLS_SERVICE_NAME: 'ca2vdm',
-          POWERTOOLS_METRICS_NAMESPACE: 'Ca2vdm',
+          POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+          POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
           POWERTOOLS_LOG_LEVEL: 'INFO',
           NODE_OPTIONS: '--enable-source-maps',
         },

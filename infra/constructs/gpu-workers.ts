@@ -13,6 +13,7 @@ import { Construct } from 'constructs';
 import { acknowledge, arnFinding } from '../nag.js';
 import type { Queues } from './queues.js';
 import type { Storage } from './storage.js';
+import { METRICS_NAMESPACE, SERVICE_NAME } from '../../shared/observability/metrics.js';
 
 export interface GpuWorkersProps {
   readonly storage: Storage;
@@ -153,6 +154,9 @@ export class GpuWorkers extends Construct {
         VISIBILITY_SEC: String(props.queues.chunkVisibility.toSeconds()),
         // The SDK does not read the region from instance metadata.
         AWS_REGION: stack.region,
+        // The same service and namespace as the functions: one dashboard reads both (dashboard.ts).
+        POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       },
     });
 

@@ -2,6 +2,7 @@ import { DEFAULT_API_CONFIG } from '../api/config.js';
 import { renderJob } from '../api/render.js';
 import { webhookFailureKey } from '../api/keys.js';
 import type { WebhookFailure } from '../api/render.js';
+import { countWebhookFailure } from '../observability/metrics.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { UnsafeWebhookUrlError, WebhookHostUnresolvedError } from './errors.js';
@@ -180,6 +181,7 @@ export async function recordWebhookFailure(
   await store.put(webhookFailureKey(msg.tenant, msg.job_id, msg.id), JSON.stringify(record), {
     contentType: 'application/json',
   });
+  countWebhookFailure();
 }
 
 function errorText(err: unknown): string {

@@ -11,6 +11,7 @@ import type { Job } from '../../shared/schemas/job.js';
 import { S3Store } from '../../shared/store/s3-store.js';
 import { webhookSecretKey } from '../../shared/webhooks/secrets.js';
 import { httpEvent, lambdaContext, sqsEvent, testManifest } from '../api/helpers.js';
+import { captureEmf } from '../shared/emf.js';
 
 const CHUNK_QUEUE = 'https://sqs.eu-west-1.amazonaws.com/1/chunks.fifo';
 const WEBHOOK_QUEUE = 'https://sqs.eu-west-1.amazonaws.com/1/webhooks';
@@ -35,6 +36,7 @@ beforeAll(async () => {
   handlers['get-video'] = (await import('../../functions/get-video.js')).handler as unknown as Handler;
   handlers['cancel-video'] = (await import('../../functions/cancel-video.js')).handler as unknown as Handler;
   handlers['chunk-dead-letter'] = (await import('../../functions/chunk-dead-letter.js')).handler as unknown as Handler;
+  handlers['webhook-dead-letter'] = (await import('../../functions/webhook-dead-letter.js')).handler as unknown as Handler;
 });
 
 function body(value: unknown) {
@@ -189,5 +191,70 @@ describe('deliver-webhook', () => {
     s3.on(GetObjectCommand, { Key: webhookSecretKey('t1') }).rejects(new Error('S3 down'));
     const out2 = (await handler(sqsEvent([event('msg_ok'), '{"not":"json"']), lambdaContext())) as SQSBatchResponse;
     expect(out2.batchItemFailures).toEqual([{ itemIdentifier: 'm0' }]);
+  });
+});
+
+describe('metrics and logs', () => {
+  const NAMESPACE = 'Ca2vdmTest';
+  const deadChunk = () => sqsEvent([JSON.stringify({ job: 'vid_1', tenant: 't1', chunk: 1 })]);
+
+  test('chunk-dead-letter counts the job it fails as JobsEnded{status: failed}, once: a redelivery adds none', async () => {
+    s3.on(GetObjectCommand, { Key: jobKey('t1', 'vid_1') }).resolves(body(storedJob()));
+    const first = await captureEmf(NAMESPACE, () => handlers['chunk-dead-letter'](deadChunk(), lambdaContext()));
+    expect(first.metrics).toEqual([
+      { namespace: NAMESPACE, name: 'JobsEnded', unit: 'Count', value: 1, dimensions: { service: 'ca2vdm', status: 'failed' } },
+    ]);
+    const failed = storedJob({ status: 'failed', error: { code: 'max_receives', message: 'dead' } });
+    s3.on(GetObjectCommand, { Key: jobKey('t1', 'vid_1') }).resolves(body(failed));
+    const again = await captureEmf(NAMESPACE, () => handlers['chunk-dead-letter'](deadChunk(), lambdaContext()));
+    expect(again.metrics).toEqual([]);
+    // The completed event still goes out again (deduplicated by the queue).
+    expect(sqs.commandCalls(SendMessageCommand)).toHaveLength(2);
+  });
+
+  test('webhook-dead-letter records the failure on the job and counts one WebhookFailures', async () => {
+    const msg = { id: 'msg_dead', type: 'completed', job_id: 'vid_1', tenant: 't1', created_at: '2030-01-01T00:00:00.000Z', payload: { job: storedJob() }, attempt: 8 };
+    const { metrics } = await captureEmf(NAMESPACE, () => handlers['webhook-dead-letter'](sqsEvent([JSON.stringify(msg)]), lambdaContext()));
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { Key: expect.stringContaining('vid_1/webhooks/') });
+    expect(metrics).toEqual([{ namespace: NAMESPACE, name: 'WebhookFailures', unit: 'Count', value: 1, dimensions: { service: 'ca2vdm' } }]);
+  });
+
+  test('deliver-webhook counts one WebhookFailures when the receiver answers 410, none for a delivered event', async () => {
+    const { makeDeliverWebhookHandler } = await import('../../functions/deliver-webhook.js');
+    s3.on(GetObjectCommand, { Key: webhookSecretKey('t1') }).resolves(body({ secret: 'whsec_c2VjcmV0', created_at: '2030-01-01T00:00:00.000Z' }));
+    const handler = makeDeliverWebhookHandler(() => ({
+      store: new S3Store({ client: new S3Client({}), bucket: 'bucket' }),
+      webhookQueue: new SqsQueue({ client: new SQSClient({}), queueUrl: WEBHOOK_QUEUE }),
+      policy: { requireHttps: true, allowLoopback: false },
+      resolve: async () => [{ address: '93.184.216.34', family: 4 }],
+      post: async (_url, headers) => ({ status: headers['webhook-id'] === 'msg_gone' ? 410 : 200 }),
+    }));
+    const event = (id: string) => JSON.stringify({ id, type: 'completed', job_id: 'vid_1', tenant: 't1', created_at: '2030-01-01T00:00:00.000Z', payload: { job: storedJob() }, attempt: 1 });
+    const { metrics } = await captureEmf(NAMESPACE, () => handler(sqsEvent([event('msg_ok'), event('msg_gone')]), lambdaContext()));
+    expect(metrics).toEqual([{ namespace: NAMESPACE, name: 'WebhookFailures', unit: 'Count', value: 1, dimensions: { service: 'ca2vdm' } }]);
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { Key: expect.stringContaining('vid_1/webhooks/') });
+  });
+
+  test('no EMF line without POWERTOOLS_METRICS_NAMESPACE', async () => {
+    s3.on(GetObjectCommand, { Key: jobKey('t1', 'vid_1') }).resolves(body(storedJob()));
+    const { metrics } = await captureEmf(null, () => handlers['chunk-dead-letter'](deadChunk(), lambdaContext()));
+    expect(metrics).toEqual([]);
+    expect(s3).toHaveReceivedCommand(PutObjectCommand);
+  });
+
+  test('a failed record is logged by the Powertools logger as JSON with the Lambda request id', async () => {
+    s3.on(GetObjectCommand, { Key: jobKey('t1', 'vid_1') }).rejects(new Error('S3 down'));
+    const lines: string[] = [];
+    const capture = (stream: NodeJS.WriteStream) => vi.spyOn(stream, 'write').mockImplementation(((chunk: string) => { lines.push(String(chunk)); return true; }) as never);
+    const spies = [capture(process.stdout), capture(process.stderr)];
+    try {
+      await expect(handlers['chunk-dead-letter'](deadChunk(), lambdaContext())).rejects.toThrow(/all 1 records failed/);
+    } finally {
+      spies.forEach((spy) => spy.mockRestore());
+    }
+    const logged = lines.flatMap((l) => l.split('\n')).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    expect(logged).toContainEqual(expect.objectContaining({
+      level: 'ERROR', message: 'record failed', messageId: 'm0', error: 'Error: S3 down', function_request_id: 'req-1',
+    }));
   });
 });
