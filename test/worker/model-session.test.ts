@@ -80,6 +80,6 @@ describe('the step graph as the worker calls it', () => {
       x: new Float32Array(m.chunk_frames * ff), t: new Float32Array(m.chunk_frames), labels: [0], pos: 4,
       cache: new Float32Array(100), cacheFrames: 4, rows: 1, frames: m.chunk_frames,
     };
-    await expect(model.step(input)).rejects.toThrow(/cache holds 100 values/);
+    await expect(model.step(input)).rejects.toThrow(/cache holds 100 floats/);
   });
 });
