@@ -81,9 +81,10 @@ def modulate(x, shift, scale):
     return x * (1 + scale) + shift
 
 
-def attention(q, k, v, mask=None):
-    """softmax(q k^T / sqrt(d)) v; mask: bool, True = may attend."""
-    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)
+def attention(q, k, v, head_dim, mask=None):
+    """softmax(q k^T / sqrt(head_dim)) v; mask: bool, True = may attend. head_dim comes from the
+    config, not from q's shape, so an exported graph holds no traced size."""
+    scores = (q / math.sqrt(head_dim)) @ k.transpose(-2, -1)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(-1) @ v
@@ -176,8 +177,8 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x):                                  # x: (B, F, S, D)
         B, F, S, D = x.shape
-        q, k, v = self.qkv(x).reshape(B, F, S, 3, self.h, self.hd).permute(3, 0, 1, 4, 2, 5)  # (B, F, H, S, hd)
-        out = attention(q, k, v)                           # (B, F, H, S, hd)
+        q, k, v = self.qkv(x).reshape(B, F, S, 3, self.h, self.hd).permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, F, H, S, hd)
+        out = attention(q, k, v, self.hd)                  # (B, F, H, S, hd)
         return self.proj(out.transpose(2, 3).reshape(B, F, S, D))
 
 
@@ -200,10 +201,10 @@ class PrefixSpatialAttention(nn.Module):
         def heads(z):                                      # (B, F, S, D) -> (B, F, H, S, hd)
             return z.reshape(B, F, S, self.h, self.hd).transpose(2, 3)
         q, k, v = heads(q), heads(k), heads(v)
-        own = attention(q, k, v)                           # (B, F, H, S, hd)
+        own = attention(q, k, v, self.hd)                  # (B, F, H, S, hd)
         pk = prefix_k.permute(0, 2, 3, 1, 4).reshape(B, 1, self.h, -1, self.hd)  # (B, 1, H, T_p*S, hd)
         pv = prefix_v.permute(0, 2, 3, 1, 4).reshape(B, 1, self.h, -1, self.hd)
-        pre = attention(q, pk, pv)                         # (B, F, H, S, hd)
+        pre = attention(q, pk, pv, self.hd)                # (B, F, H, S, hd)
         out = torch.where(clean[:, :, None, None, None] > 0.5, own, pre)
         return self.proj(out.transpose(2, 3).reshape(B, F, S, D)), new_kv
 
@@ -254,8 +255,8 @@ class CrossAttention(nn.Module):
     def forward(self, x, y):                               # x: (B, F, S, D); y: (B, Ny, D)
         B, F, S, D = x.shape
         q = self.q_linear(x).reshape(B, F * S, self.h, self.hd).transpose(1, 2)          # (B, H, FS, hd)
-        k, v = self.kv_linear(y).reshape(B, -1, 2, self.h, self.hd).permute(2, 0, 3, 1, 4)  # (B, H, Ny, hd)
-        out = attention(q, k, v).transpose(1, 2).reshape(B, F, S, D)
+        k, v = self.kv_linear(y).reshape(B, -1, 2, self.h, self.hd).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, Ny, hd)
+        out = attention(q, k, v, self.hd).transpose(1, 2).reshape(B, F, S, D)
         return self.proj(out)
 
 
