@@ -44,6 +44,12 @@ const ERRORS = {
   404: error('no such video for this caller (another tenant\'s video is a 404 too)'),
 };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+const idempotencyKeyParam = { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 256 } };
+/** What a request that makes a job answers: the new job, or the one its idempotency key made before. */
+const jobCreated = (what: string) => ({
+  202: { description: `accepted: ${what}`, content: jsonContent('VideoSummary') },
+  200: { description: 'the job an earlier request with the same idempotency key and body made', content: jsonContent('VideoSummary') },
+});
 
 /** The whole document; `serverUrl` is the API's base URL as the caller sees it. */
 export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl: string): JsonSchema {
@@ -72,11 +78,10 @@ export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl
         post: {
           operationId: 'createVideo',
           summary: 'Create a video job',
-          parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 256 } }],
+          parameters: [idempotencyKeyParam],
           requestBody: { required: true, content: jsonContent('CreateVideoRequest') },
           responses: {
-            202: { description: 'accepted: the new job', content: jsonContent('VideoSummary') },
-            200: { description: 'the job an earlier request with the same idempotency key and body made', content: jsonContent('VideoSummary') },
+            ...jobCreated('the new job'),
             400: error('the body or a field is invalid (the error names the field)'),
             401: ERRORS[401],
             404: error('`from.video` names no video of this caller'),
@@ -120,11 +125,10 @@ export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl
         post: {
           operationId: 'extendVideo',
           summary: 'A new job that continues a succeeded video from its last frame, through its stored cache',
-          parameters: [idParam, { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', minLength: 1, maxLength: 256 } }],
+          parameters: [idParam, idempotencyKeyParam],
           requestBody: { required: true, content: jsonContent('ExtendVideoRequest') },
           responses: {
-            202: { description: 'accepted: the new job (parent: {id, frames})', content: jsonContent('VideoSummary') },
-            200: { description: 'the job an earlier request with the same idempotency key and body made', content: jsonContent('VideoSummary') },
+            ...jobCreated('the new job (parent: {id, frames})'),
             400: error('a field is invalid (the error names it)'),
             401: ERRORS[401],
             404: ERRORS[404],

@@ -145,17 +145,7 @@ export class S3Store implements ObjectStore {
       );
       return { etag: out.ETag ?? '' };
     } catch (err) {
-      // 412: the condition did not hold. 409 ConditionalRequestConflict: a concurrent conditional
-      // write to the same key won the race. 404 with If-Match: there is nothing to compare against.
-      const status = httpStatus(err);
-      const lost =
-        status === 412 ||
-        errorName(err) === 'PreconditionFailed' ||
-        errorName(err) === 'ConditionalRequestConflict' ||
-        (status === 409 && (ifNoneMatch !== undefined || ifMatch !== undefined)) ||
-        (ifMatch !== undefined && isNotFound(err));
-      if (lost) throw new PreconditionFailedError(key, { ifNoneMatch, ifMatch }, { cause: err });
-      throw err;
+      throw conditionalWriteError(err, key, { ifNoneMatch, ifMatch });
     }
   }
 
@@ -194,15 +184,7 @@ export class S3Store implements ObjectStore {
       return { etag: out.ETag ?? '' };
     } catch (err) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
-      const status = httpStatus(err);
-      const lost =
-        status === 412 ||
-        errorName(err) === 'PreconditionFailed' ||
-        errorName(err) === 'ConditionalRequestConflict' ||
-        (status === 409 && (ifNoneMatch !== undefined || ifMatch !== undefined)) ||
-        (ifMatch !== undefined && isNotFound(err));
-      if (lost) throw new PreconditionFailedError(key, { ifNoneMatch, ifMatch }, { cause: err });
-      throw err;
+      throw conditionalWriteError(err, key, { ifNoneMatch, ifMatch });
     }
   }
 
@@ -269,4 +251,21 @@ function isNotFound(err: unknown): boolean {
   const name = errorName(err);
   if (name === 'NoSuchBucket') return false; // a misconfiguration, not a missing object
   return name === 'NoSuchKey' || name === 'NotFound' || httpStatus(err) === 404;
+}
+
+/**
+ * A failed conditional write as the port reports it: PreconditionFailedError when the condition did
+ * not hold (412), a concurrent conditional write to the key won (409 ConditionalRequestConflict), or
+ * If-Match found nothing to compare against (404); any other error as it is.
+ */
+function conditionalWriteError(err: unknown, key: string, conditions: { ifNoneMatch?: '*'; ifMatch?: string }): unknown {
+  const { ifNoneMatch, ifMatch } = conditions;
+  const status = httpStatus(err);
+  const lost =
+    status === 412 ||
+    errorName(err) === 'PreconditionFailed' ||
+    errorName(err) === 'ConditionalRequestConflict' ||
+    (status === 409 && (ifNoneMatch !== undefined || ifMatch !== undefined)) ||
+    (ifMatch !== undefined && isNotFound(err));
+  return lost ? new PreconditionFailedError(key, { ifNoneMatch, ifMatch }, { cause: err }) : err;
 }
