@@ -2,14 +2,13 @@ import { createVideo } from '../shared/api/videos.js';
 import type { ApiDeps } from '../shared/api/types.js';
 import { apiHandler } from './lib/api-handler.js';
 import { aws } from './lib/deps.js';
-import { header, json, parseJsonBody } from './lib/http.js';
+import { header, jobCreated, parseJsonBody } from './lib/http.js';
 
 /** `POST /v1/videos`: 202 with the new job, or 200 with the earlier job for a repeated idempotency key. */
 export function makeCreateVideoHandler(getDeps: () => ApiDeps) {
   return apiHandler(getDeps, async (deps, call, event) => {
     const body = parseJsonBody(event, deps.config.maxBodyBytes);
-    const { job, created } = await createVideo(deps, call, { body, idempotencyKey: header(event, 'idempotency-key') });
-    return json(created ? 202 : 200, job, created ? { location: job.urls.get } : { 'idempotent-replayed': 'true' });
+    return jobCreated(await createVideo(deps, call, { body, idempotencyKey: header(event, 'idempotency-key') }));
   });
 }
 

@@ -17,6 +17,12 @@ export function json(statusCode: number, body: unknown, headers: Record<string, 
   return { statusCode, headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) };
 }
 
+/** The answer of a request that makes a job: 202 with its location, or 200 for a replayed idempotency key. */
+export function jobCreated(result: { job: { urls: { get: string } }; created: boolean }): HttpResult {
+  const { job, created } = result;
+  return json(created ? 202 : 200, job, created ? { location: job.urls.get } : { 'idempotent-replayed': 'true' });
+}
+
 /**
  * The one place errors become HTTP responses: an ApiError shows its status, code, message and
  * field; anything else is a 500 whose details go to the log only.

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { ManifestInvalidError, OnnxHashMismatchError } from './errors.js';
-import { sha256File } from './manifest.js';
+import { KV_CACHE_GEOMETRY, sha256File } from './manifest.js';
 
 const posInt = z.int().positive();
 const name = z.string().min(1);
@@ -28,18 +28,7 @@ export const ManifestV2Schema = z
     }),
     chunk_frames: posInt,
     trained_chunk_frames: posInt,
-    p_max: posInt,
-    l_train: posInt,
-    depth: posInt,
-    heads: posInt,
-    head_dim: posInt,
-    width: posInt,
-    tokens_per_frame: posInt,
-    kv_dtype: z.enum(['float16', 'float32']),
-    kv_layout: z.tuple([z.literal('frames'), z.literal('depth'), z.literal('kv'), z.literal('batch'), z.literal('tokens'), z.literal('width')]),
-    cache_layout: z.tuple([
-      z.literal('depth'), z.literal('kv'), z.literal('batch'), z.literal('tokens'), z.literal('heads'), z.literal('frames'), z.literal('head_dim'),
-    ]),
+    ...KV_CACHE_GEOMETRY,
     /** cyclic: cached keys carry their position; rope: cached un-rotated, the graph takes each slot's window position. */
     positions: z.enum(['cyclic', 'rope']),
     /** The spatial prefix cache: `frames` frames of the last written chunk's spatial K/V. */

@@ -12,6 +12,39 @@ export const CACHE_LAYOUT = ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames'
 const posInt = z.int().positive();
 const name = z.string().min(1);
 
+/** The K/V cache's geometry and layouts: the same fields in every manifest format. */
+export const KV_CACHE_GEOMETRY = {
+  p_max: posInt,
+  l_train: posInt,
+  depth: posInt,
+  heads: posInt,
+  head_dim: posInt,
+  width: posInt,
+  tokens_per_frame: posInt,
+  kv_dtype: z.enum(['float16', 'float32']),
+  kv_layout: z.tuple([
+    z.literal('frames'),
+    z.literal('depth'),
+    z.literal('kv'),
+    z.literal('batch'),
+    z.literal('tokens'),
+    z.literal('width'),
+  ]),
+  /**
+   * The layout of the cache the worker assembles; the graph takes it as one input per layer and
+   * K/V (`io.inputs.cache`, in the order of the two outer axes), so no layer slices or transposes it.
+   */
+  cache_layout: z.tuple([
+    z.literal('depth'),
+    z.literal('kv'),
+    z.literal('batch'),
+    z.literal('tokens'),
+    z.literal('heads'),
+    z.literal('frames'),
+    z.literal('head_dim'),
+  ]),
+};
+
 /** The model contract of model/artifacts/NAME/manifest.json (see docs/design.md). */
 export const ManifestSchema = z
   .object({
@@ -33,40 +66,12 @@ export const ManifestSchema = z
      * is exactly the first l frames of a trained chunk: a model serves any chunk_frames up to this.
      */
     trained_chunk_frames: posInt.optional(),
-    p_max: posInt,
-    l_train: posInt,
-    depth: posInt,
-    heads: posInt,
-    head_dim: posInt,
-    width: posInt,
-    tokens_per_frame: posInt,
-    kv_dtype: z.enum(['float16', 'float32']),
+    ...KV_CACHE_GEOMETRY,
     /**
      * Element type of the graph's cache inputs. float16 lets the worker keep the window as the fp16
      * bits segments store (half the memory, no widening on any path); absent = float32.
      */
     cache_dtype: z.enum(['float16', 'float32']).default('float32'),
-    kv_layout: z.tuple([
-      z.literal('frames'),
-      z.literal('depth'),
-      z.literal('kv'),
-      z.literal('batch'),
-      z.literal('tokens'),
-      z.literal('width'),
-    ]),
-    /**
-     * The layout of the cache the worker assembles; the graph takes it as one input per layer and
-     * K/V (`io.inputs.cache`, in the order of the two outer axes), so no layer slices or transposes it.
-     */
-    cache_layout: z.tuple([
-      z.literal('depth'),
-      z.literal('kv'),
-      z.literal('batch'),
-      z.literal('tokens'),
-      z.literal('heads'),
-      z.literal('frames'),
-      z.literal('head_dim'),
-    ]),
     schedule: z.object({
       type: z.string().min(1),
       train_timesteps: posInt,
