@@ -1,21 +1,13 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { updateJob } from '../shared/jobs/job-store.js';
-import { recordJobEnded } from '../shared/observability/metrics.js';
-import type { TaskQueue } from '../shared/queue/task-queue.js';
+import { endJob, type EndJobDeps } from '../shared/jobs/lifecycle.js';
 import { ChunkTaskSchema } from '../shared/schemas/chunk-task.js';
-import { isTerminal } from '../shared/schemas/job.js';
-import type { ObjectStore } from '../shared/store/object-store.js';
-import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { aws } from './lib/deps.js';
 import { logger } from './lib/logger.js';
 import { processBatch } from './lib/sqs-batch.js';
 
-export interface ChunkDeadLetterDeps {
-  store: ObjectStore;
-  webhookQueue: TaskQueue;
-}
+export type ChunkDeadLetterDeps = EndJobDeps;
 
 /** Marks the job of a dead-lettered chunk task failed (`max_receives`) and sends its `completed` event. */
 export async function failJobOfDeadChunk(deps: ChunkDeadLetterDeps, body: string, now = new Date()): Promise<void> {
@@ -25,22 +17,11 @@ export async function failJobOfDeadChunk(deps: ChunkDeadLetterDeps, body: string
     return;
   }
   const { job: id, tenant, chunk } = task.data;
-  let ended = false;
-  const updated = await updateJob(deps.store, tenant, id, (job) => {
-    ended = !isTerminal(job.status);
-    if (!ended) return null;
-    return {
-      ...job,
-      status: 'failed',
-      completed_at: now.toISOString(),
-      error: { code: 'max_receives', message: `chunk ${chunk} failed on every attempt and was dead-lettered` },
-    };
-  });
-  if (ended) recordJobEnded('failed');
-  // Also when it was already failed by us: a retried batch must still get its event out (dedup keeps it single).
-  if (updated && updated.job.status === 'failed' && updated.job.error?.code === 'max_receives') {
-    await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
-  }
+  // A retried batch finds the job already failed so, and still gets its event out (its id keeps it single).
+  await endJob(deps, { tenant, id }, {
+    status: 'failed',
+    error: { code: 'max_receives', message: `chunk ${chunk} failed on every attempt and was dead-lettered` },
+  }, () => now);
 }
 
 function safeJson(text: string): unknown {

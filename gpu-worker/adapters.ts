@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { CHUNK_MAX_RECEIVES } from '../shared/queue/constants.js';
 import { LocalQueue } from '../shared/queue/local-queue.js';
 import { SqsQueue } from '../shared/queue/sqs-queue.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
@@ -15,9 +16,6 @@ export interface Adapters {
   /** Embedded mode only: where chunk tasks go after too many receives (AWS uses a redrive policy). */
   chunkDeadLetters?: TaskQueue;
 }
-
-/** Max receives of a chunk task before it is dead-lettered (the SQS redrive policy says the same). */
-export const CHUNK_MAX_RECEIVES = 5;
 
 /** The embedded store and queues, all under one folder: the default with no AWS account. */
 export function localAdapters(dataDir: string): Adapters {

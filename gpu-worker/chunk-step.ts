@@ -12,16 +12,17 @@
 import { advanceCacheWindow, emptyWindow } from '../shared/cache/assemble.js';
 import { PREFIX_CHUNK } from '../shared/cache/segment.js';
 import { updateJob, readJob } from '../shared/jobs/job-store.js';
+import { endJob, enqueueChunk } from '../shared/jobs/lifecycle.js';
 import { cacheSegmentKey, frameKey, inputFrameKey, streamSegmentKey } from '../shared/keys.js';
 import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
 import { framesToPngs } from '../shared/media/png.js';
 import { frameFloats } from '../shared/model/manifest.js';
-import { recordChunkSeconds, recordJobEnded, recordQueueWait } from '../shared/observability/metrics.js';
+import { recordChunkSeconds, recordQueueWait } from '../shared/observability/metrics.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
 import { denoise } from '../shared/sampler/ddim.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
-import { chunkTaskDedupId, type ChunkTask } from '../shared/schemas/chunk-task.js';
+import type { ChunkTask } from '../shared/schemas/chunk-task.js';
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { emitJobEvent } from '../shared/webhooks/emit.js';
@@ -170,8 +171,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
 /** After chunk k is recorded: enqueue k+1 (deduplicated) or finalize. Safe to repeat. */
 async function resumeAfter(deps: ChunkDeps, job: Job, plan: JobPlan, k: number): Promise<ChunkOutcome> {
   if (k + 1 < plan.chunksTotal) {
-    const next = { job: job.id, tenant: job.tenant, chunk: k + 1, enqueued_at: new Date().toISOString() };
-    await deps.chunkQueue.send(JSON.stringify(next), { groupId: job.id, dedupId: chunkTaskDedupId(next) });
+    await enqueueChunk(deps.chunkQueue, job, k + 1);
     return k + 1 === job.progress.chunks_done ? 'computed' : 'skipped';
   }
   await finalizeJob(deps, job, plan);
@@ -179,16 +179,7 @@ async function resumeAfter(deps: ChunkDeps, job: Job, plan: JobPlan, k: number):
 }
 
 async function cancel(deps: ChunkDeps, job: Job): Promise<ChunkOutcome> {
-  let ended = false;
-  const updated = await updateJob(deps.store, job.tenant, job.id, (j) => {
-    ended = !isTerminal(j.status);
-    if (!ended) return null;
-    j.status = 'canceled';
-    j.completed_at = new Date().toISOString();
-    return j;
-  });
-  if (ended) recordJobEnded('canceled');
-  if (updated?.job.status === 'canceled') await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
+  await endJob(deps, job, { status: 'canceled' });
   return 'canceled';
 }
 

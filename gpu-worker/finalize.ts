@@ -1,20 +1,19 @@
-import { updateJob } from '../shared/jobs/job-store.js';
 import { readJob } from '../shared/jobs/job-store.js';
+import { endJob, type EndJobDeps } from '../shared/jobs/lifecycle.js';
 import { fullVideoKey, previewGifKey, videoKey } from '../shared/keys.js';
 import { encodeGif } from '../shared/media/gif.js';
 import { encodeMp4 } from '../shared/media/mp4.js';
 import { pngsToFrames } from '../shared/media/png.js';
-import { recordJobEnded } from '../shared/observability/metrics.js';
-import { isTerminal, type Job } from '../shared/schemas/job.js';
-import { emitJobEvent } from '../shared/webhooks/emit.js';
-import type { ChunkDeps } from './chunk-step.js';
-import { verifySegments } from './cache-window.js';
+import type { Job } from '../shared/schemas/job.js';
+import { verifySegments, type CacheDeps } from './cache-window.js';
 import { chunkPngs } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 
+export type FinalizeDeps = Pick<CacheDeps, 'store' | 'model'> & EndJobDeps;
+
 /** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded (canceled if a cancel came meanwhile). */
-export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue' | 'model'>, job: Job, plan: JobPlan) {
+export async function finalizeJob(deps: FinalizeDeps, job: Job, plan: JobPlan) {
   const { store } = deps;
   const g = geometry(deps.model.manifest);
   // A missing or damaged frame is rebuilt from its chunk's clean copy, else fails the job at once
@@ -44,30 +43,12 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
     mp4.then((bytes) => store.put(video, bytes, { contentType: 'video/mp4' })),
     store.put(gif, preview, { contentType: 'image/gif' }),
   ]);
-  let ended = false;
-  const updated = await updateJob(store, job.tenant, job.id, (j) => {
-    ended = false;
-    if (isTerminal(j.status)) return null;
-    ended = true;
-    const now = new Date();
-    // A cancel accepted while the last chunk was in flight wins: the job ends canceled, no outputs.
-    if (j.cancel_requested) {
-      j.status = 'canceled';
-      j.completed_at = now.toISOString();
-      return j;
-    }
-    j.status = 'succeeded';
-    j.outputs = { video, gif, ...(full ? { full } : {}) };
-    j.completed_at = now.toISOString();
-    j.metrics.total_s = Math.round((now.getTime() - Date.parse(j.created_at)) / 10) / 100;
-    return j;
-  });
-  if (updated && ended) recordJobEnded(updated.job.status === 'canceled' ? 'canceled' : 'succeeded');
-  if (updated && ended) await emitJobEvent(deps.webhookQueue, updated.job, 'completed');
+  // A cancel accepted while the last chunk was in flight wins: the job ends canceled, no outputs.
+  await endJob(deps, job, (j) => j.cancel_requested ? { status: 'canceled' } : { status: 'succeeded', outputs: { video, gif, ...(full ? { full } : {}) } });
 }
 
 /** The PNG frames a continuation stands on, in order: each ancestor's first frames, as far as its child continues it. */
-async function lineagePngs(deps: Pick<ChunkDeps, 'store' | 'model'>, job: Job): Promise<Buffer[]> {
+async function lineagePngs(deps: Pick<CacheDeps, 'store' | 'model'>, job: Job): Promise<Buffer[]> {
   if (!job.parent) return [];
   const found = await readJob(deps.store, job.tenant, job.parent.id);
   if (!found) throw new ChunkFailure('parent_missing', `video ${job.parent.id}, which this job continues, is gone`);

@@ -1,4 +1,5 @@
 import type { FrameGeometry } from '../shared/media/raster.js';
+import { resolveLabel } from '../shared/model/labels.js';
 import { nullLabel, type Manifest } from '../shared/model/manifest.js';
 import type { Job } from '../shared/schemas/job.js';
 import { ChunkFailure } from './errors.js';
@@ -34,7 +35,7 @@ export function jobPlan(job: Job, m: Manifest): JobPlan {
   if (initFrames > m.p_max) {
     throw new ChunkFailure('bad_request', `${initFrames} starting frames exceed the model's window of ${m.p_max}`);
   }
-  const label = resolveLabel(request.label, m);
+  const label = labelIndex(request.label, m);
   const nul = nullLabel(m);
   const guided = label !== undefined && nul !== undefined && m.guidance.supported && request.guidance !== 1;
   const labels = guided ? [label, nul] : [label ?? nul ?? 0];
@@ -61,10 +62,11 @@ export function framesOfChunk(plan: Pick<JobPlan, 'chunkFrames' | 'framesTotal'>
   return Math.min(plan.chunkFrames, plan.framesTotal - k * plan.chunkFrames);
 }
 
-function resolveLabel(label: number | string | undefined, m: Manifest): number | undefined {
+/** The job's label as a class index; a label the model does not know fails the job. */
+function labelIndex(label: number | string | undefined, m: Manifest): number | undefined {
   if (label === undefined) return undefined;
-  const index = typeof label === 'number' ? label : m.labels.indexOf(label);
-  if (index < 0 || index >= m.labels.length) throw new ChunkFailure('bad_request', `unknown label ${JSON.stringify(label)}`);
+  const index = resolveLabel(m, label);
+  if (index === null) throw new ChunkFailure('bad_request', `unknown label ${JSON.stringify(label)}`);
   return index;
 }
 

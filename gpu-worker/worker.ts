@@ -1,9 +1,6 @@
-import { updateJob } from '../shared/jobs/job-store.js';
-import { recordJobEnded } from '../shared/observability/metrics.js';
+import { endJob } from '../shared/jobs/lifecycle.js';
 import type { QueueMessage } from '../shared/queue/task-queue.js';
 import { ChunkTaskSchema, type ChunkTask } from '../shared/schemas/chunk-task.js';
-import { isTerminal } from '../shared/schemas/job.js';
-import { emitJobEvent } from '../shared/webhooks/emit.js';
 import { runChunkStep, type ChunkDeps, type ChunkOutcome } from './chunk-step.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { VisibilityHeartbeat } from './heartbeat.js';
@@ -178,17 +175,7 @@ export class ChunkWorker {
   }
 
   private async failJob(task: ChunkTask, failure: ChunkFailure): Promise<void> {
-    let ended = false;
-    const updated = await updateJob(this.opts.store, task.tenant, task.job, (j) => {
-      ended = !isTerminal(j.status);
-      if (!ended) return null;
-      j.status = 'failed';
-      j.error = { code: failure.code, message: failure.message };
-      j.completed_at = new Date().toISOString();
-      return j;
-    });
-    if (ended) recordJobEnded('failed');
-    if (updated?.job.status === 'failed') await emitJobEvent(this.opts.webhookQueue, updated.job, 'completed');
+    await endJob(this.opts, { tenant: task.tenant, id: task.job }, { status: 'failed', error: { code: failure.code, message: failure.message } });
   }
 }
 

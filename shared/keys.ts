@@ -55,13 +55,6 @@ export function cacheSegmentKey(tenant: string, job: string, chunk: number | 'pr
   return `${cachePrefix(tenant, job)}${name}.kv`;
 }
 
-/** Chunk index of a cache segment key, `'prefix'`, or null if the key is not a segment. */
-export function parseCacheSegmentKey(key: string): number | 'prefix' | null {
-  const m = /\/cache\/(\d{6}|prefix)\.kv$/.exec(key);
-  if (!m) return null;
-  return m[1] === 'prefix' ? 'prefix' : Number(m[1]);
-}
-
 export function framesPrefix(tenant: string, job: string): string {
   return `${jobPrefix(tenant, job)}frames/`;
 }
@@ -98,11 +91,14 @@ export function previewGifKey(tenant: string, job: string): string {
   return `${jobPrefix(tenant, job)}output/preview.gif`;
 }
 
-/** `{tenant, job}` of a `jobs/{tenant}/{job}/job.json` key (e.g. from listing a tenant), else null. */
-export function parseJobKey(key: string): { tenant: string; job: string } | null {
-  const m = /^jobs\/([^/]+)\/([^/]+)\/job\.json$/.exec(key);
-  if (!m || !isSafeId(m[1]) || !isSafeId(m[2])) return null;
-  return { tenant: m[1], job: m[2] };
+/** Prefix of the active-job markers the stalled-job reaper lists (shared/jobs/reaper.ts). */
+export const ACTIVE_PREFIX = 'active/';
+
+/** `active/{tenant}/{job}`: an empty object that lives while the job may still need a task. */
+export function activeJobKey(tenant: string, job: string): string {
+  if (!isSafeId(tenant)) throw new InvalidIdError('tenant', tenant);
+  if (!isSafeId(job)) throw new InvalidIdError('job', job);
+  return `${ACTIVE_PREFIX}${tenant}/${job}`;
 }
 
 function pad(n: number, width: number, max: number): string {

@@ -2,6 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { CHUNK_MAX_RECEIVES } from '../../shared/queue/constants.js';
 import { acknowledge } from '../nag.js';
 
 export interface QueuesProps {
@@ -10,7 +11,7 @@ export interface QueuesProps {
    * at half this window, so it only bounds how long a crashed worker's task stays hidden. @default 5 minutes
    */
   readonly chunkVisibility?: Duration;
-  /** Receives before a chunk task is dead-lettered (and its job failed). @default 3 */
+  /** Receives before a chunk task is dead-lettered (and its job failed). @default CHUNK_MAX_RECEIVES (3, the embedded queue's too) */
   readonly chunkMaxReceives?: number;
   /** Attempts before a webhook event is dead-lettered; the dispatcher delays each retry. @default 8 */
   readonly webhookMaxReceives?: number;
@@ -33,7 +34,7 @@ export class Queues extends Construct {
   constructor(scope: Construct, id: string, props: QueuesProps = {}) {
     super(scope, id);
     const chunkVisibility = (this.chunkVisibility = props.chunkVisibility ?? Duration.minutes(5));
-    const chunkMaxReceives = props.chunkMaxReceives ?? 3;
+    const chunkMaxReceives = props.chunkMaxReceives ?? CHUNK_MAX_RECEIVES;
     const webhookMaxReceives = props.webhookMaxReceives ?? 8;
     const webhookVisibility = props.webhookVisibility ?? Duration.minutes(3);
     const chunkAgeAlarm = props.chunkAgeAlarm ?? Duration.minutes(20);

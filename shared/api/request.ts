@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { SAFE_ID_PATTERN, UPLOAD_ID_PATTERN } from '../schemas/ids.js';
 import { WebhookUrlSchema } from '../schemas/job.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
+import { resolveLabel } from '../model/labels.js';
 import type { Manifest } from '../model/manifest.js';
 import type { ApiConfig } from './config.js';
 import { ValidationError } from './errors.js';
@@ -65,13 +66,6 @@ export type CreateVideoBody = z.infer<ReturnType<typeof createVideoBodySchema>>;
 /** The body of `POST /v1/videos/{id}/extend`: how many frames to add, and the usual job fields. */
 export function extendVideoBodySchema(manifest: Manifest, config: ApiConfig) {
   return createVideoBodySchema(manifest, config).pick({ frames: true, seed: true, webhook: true, webhook_events_filter: true, id: true });
-}
-
-/** Class index for a label given by name or index, or null if the manifest has no such label. */
-export function resolveLabel(manifest: Manifest, label: string | number): number | null {
-  if (typeof label === 'number') return Number.isInteger(label) && label >= 0 && label < manifest.labels.length ? label : null;
-  const i = manifest.labels.indexOf(label);
-  return i >= 0 ? i : null;
 }
 
 /** Parses with the schema; the first issue becomes a ValidationError naming its field (`init_frames.2`). */

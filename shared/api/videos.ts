@@ -4,10 +4,10 @@ import { inputFrameKey, isSafeId, jobPrefix, streamPrefix, streamSegmentKey } fr
 import { renderPlaylist, TS_SEGMENT_TYPE } from '../media/hls.js';
 import { VIDEO_FPS } from '../media/mp4.js';
 import { createJob, readJob, updateJob } from '../jobs/job-store.js';
-import { markJobActive } from '../jobs/reaper.js';
+import { newJob, startJob } from '../jobs/lifecycle.js';
 import { FrameSizeError, PngDecodeError } from '../media/errors.js';
 import { pngToFrame } from '../media/png.js';
-import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
+import { resolveLabel } from '../model/labels.js';
 import { isTerminal, type Job, type JobParent } from '../schemas/job.js';
 import { UPLOAD_ID_PATTERN } from '../schemas/ids.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
@@ -16,9 +16,9 @@ import { UnsafeWebhookUrlError, WebhookHostUnresolvedError } from '../webhooks/e
 import { getOrCreateWebhookSecret } from '../webhooks/secrets.js';
 import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
 import { ContinuationConflictError, IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
-import { jobIndexKey, jobIndexPrefix, parseJobIndexKey } from './keys.js';
+import { jobIndexPrefix, parseJobIndexKey } from './keys.js';
 import { outputLink, renderJob, summarizeJob, type ListVideosResponseSchema, type PublicJob, type PublicJobSummary } from './render.js';
-import { createVideoBodySchema, extendVideoBodySchema, parseBody, resolveLabel, type CreateVideoBody } from './request.js';
+import { createVideoBodySchema, extendVideoBodySchema, parseBody, type CreateVideoBody } from './request.js';
 import { readUpload } from './uploads.js';
 import type { ApiDeps, CallContext } from './types.js';
 
@@ -45,7 +45,7 @@ const IdempotencyRecordSchema = z.object({ key: z.string(), fingerprint: z.strin
 export async function createVideo(deps: ApiDeps, ctx: CallContext, input: CreateVideoInput): Promise<CreateVideoResult> {
   const body = parseBody(createVideoBodySchema(deps.manifest, deps.config), input.body);
   const from = body.from ? { video: body.from.video, frame: body.from.frame, field: 'from.video' } : undefined;
-  return newJob(deps, ctx, body, input.idempotencyKey, from);
+  return acceptJob(deps, ctx, body, input.idempotencyKey, from);
 }
 
 /**
@@ -56,7 +56,7 @@ export async function createVideo(deps: ApiDeps, ctx: CallContext, input: Create
  */
 export async function extendVideo(deps: ApiDeps, ctx: CallContext, id: string, input: CreateVideoInput): Promise<CreateVideoResult> {
   const body = parseBody(extendVideoBodySchema(deps.manifest, deps.config), input.body);
-  return newJob(deps, ctx, body, input.idempotencyKey, { video: id, field: 'id' });
+  return acceptJob(deps, ctx, body, input.idempotencyKey, { video: id, field: 'id' });
 }
 
 /** What a continuation names: the video, how many of its frames (all when absent), and the field to blame. */
@@ -66,7 +66,7 @@ interface ContinuationRequest {
   field: string;
 }
 
-async function newJob(
+async function acceptJob(
   deps: ApiDeps,
   ctx: CallContext,
   body: CreateVideoBody,
@@ -98,14 +98,11 @@ async function newJob(
     if (replay) return replay;
   }
 
-  const now = (deps.now?.() ?? new Date()).toISOString();
-  const chunkFrames = parent?.chunkFrames ?? manifest.chunk_frames;
   const keys = pngs.map((_, i) => inputFrameKey(ctx.tenant, id, i));
   await Promise.all(pngs.map((png, i) => store.put(keys[i], png, { contentType: 'image/png' })));
-  const job: Job = {
+  const job = newJob({
     id,
     tenant: ctx.tenant,
-    status: 'starting',
     request: {
       frames: body.frames,
       seed: body.seed ?? parent?.job.request.seed ?? randomSeed(),
@@ -121,21 +118,12 @@ async function newJob(
       ...(body.webhook !== undefined ? { webhook: body.webhook } : {}),
       webhook_events_filter: body.webhook_events_filter ?? [...WEBHOOK_EVENT_TYPES],
     },
-    model: { name: manifest.name, sha256: manifest.onnx_sha256, chunk_frames: chunkFrames },
-    progress: {
-      chunks_done: 0,
-      chunks_total: Math.ceil(body.frames / chunkFrames),
-      frames_done: 0,
-      frames_total: body.frames,
-    },
-    created_at: now,
-    updated_at: now,
-    metrics: { chunk_seconds: [] },
-    outputs: {},
-    cancel_requested: false,
-    ...(parent ? { parent: parent.record } : {}),
-    ...(key !== undefined ? { idempotency_key: key } : {}),
-  };
+    manifest,
+    chunkFrames: parent?.chunkFrames,
+    parent: parent?.record,
+    idempotencyKey: key,
+    now: deps.now?.() ?? new Date(),
+  });
   let stored: Job;
   let created = true;
   try {
@@ -151,7 +139,7 @@ async function newJob(
     stored = existing.job;
     created = false;
   }
-  await finishCreate(deps, stored);
+  await startJob(deps, stored);
   return { job: summarizeJob(stored, ctx.baseUrl), created };
 }
 
@@ -195,15 +183,6 @@ async function continuation(
   };
 }
 
-/** The steps after job.json exists; repeated on an idempotent replay of a job still `starting`. */
-async function finishCreate(deps: ApiDeps, job: Job): Promise<void> {
-  await deps.store.put(jobIndexKey(job.tenant, job.id, job.created_at), '');
-  // Before the task: a crash between the two leaves a job the reaper finds and queues.
-  await markJobActive(deps.store, job.tenant, job.id);
-  const task: ChunkTask = { job: job.id, tenant: job.tenant, chunk: 0, enqueued_at: new Date().toISOString() };
-  await deps.chunkQueue.send(JSON.stringify(task), { groupId: job.id, dedupId: chunkTaskDedupId(task) });
-}
-
 /**
  * Records (key, body fingerprint) before anything else is written. Returns the existing job when
  * the key was used before with the same body; throws 409 for a different body; returns null when
@@ -240,7 +219,7 @@ async function claimIdempotencyKey(
   if (existing.job.idempotency_key !== key) {
     throw new IdempotencyConflictError(`a job with id ${id} already exists`, 'id');
   }
-  if (existing.job.status === 'starting') await finishCreate(deps, existing.job);
+  if (existing.job.status === 'starting') await startJob(deps, existing.job);
   return { job: summarizeJob(existing.job, ctx.baseUrl), created: false };
 }
 

@@ -8,28 +8,15 @@
  * task of a job at a time), and it revives a job whose task was lost (a worker killed between
  * recording a chunk and sending the next, an API crash before chunk 0 was queued).
  */
-import { isSafeId } from '../keys.js';
+import { ACTIVE_PREFIX, isSafeId } from '../keys.js';
 import type { TaskQueue } from '../queue/task-queue.js';
-import { chunkTaskDedupId, type ChunkTask } from '../schemas/chunk-task.js';
 import { isTerminal } from '../schemas/job.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { readJob } from './job-store.js';
-
-export const ACTIVE_PREFIX = 'active/';
+import { enqueueChunk } from './lifecycle.js';
 
 /** Default: a job whose record has not moved for 10 minutes is stalled (a chunk takes seconds). */
 export const DEFAULT_STALL_AFTER_SEC = 600;
-
-/** `active/{tenant}/{job}`: an empty object that lives while the job may still need a task. */
-export function activeJobKey(tenant: string, job: string): string {
-  if (!isSafeId(tenant) || !isSafeId(job)) throw new RangeError(`bad tenant or job id ${JSON.stringify(`${tenant}/${job}`)}`);
-  return `${ACTIVE_PREFIX}${tenant}/${job}`;
-}
-
-/** Records that the job is unfinished; written before its first task is sent. */
-export async function markJobActive(store: ObjectStore, tenant: string, job: string): Promise<void> {
-  await store.put(activeJobKey(tenant, job), '', { contentType: 'application/octet-stream' });
-}
 
 export interface ReapDeps {
   store: ObjectStore;
@@ -62,11 +49,9 @@ export async function reapStalledJobs(deps: ReapDeps, opts: { stallAfterSec: num
     const job = found.job;
     if (now - Date.parse(job.updated_at) < opts.stallAfterSec * 1000) continue;
     const chunk = Math.min(job.progress.chunks_done, Math.max(0, job.progress.chunks_total - 1));
-    const task: ChunkTask = { job: job.id, tenant, chunk, enqueued_at: new Date(now).toISOString() };
     // One send per stalled state of the job: a second pass over the same state is deduplicated
     // (within the queue's window; after it, the job is still stalled and a new task is fair).
-    const dedupId = `${chunkTaskDedupId(task)}:reap:${Date.parse(job.updated_at)}`;
-    await deps.chunkQueue.send(JSON.stringify(task), { groupId: job.id, dedupId });
+    await enqueueChunk(deps.chunkQueue, job, chunk, { now: new Date(now), retry: `reap:${Date.parse(job.updated_at)}` });
     result.requeued.push({ job: job.id, chunk });
   }
   return result;

@@ -1,6 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildStack } from './helpers.js';
+import { CHUNK_MAX_RECEIVES } from '../../shared/queue/constants.js';
 
 type Statement = { Action: string | string[]; Resource: unknown; Effect: string; Condition?: unknown };
 
@@ -53,7 +54,7 @@ describe('Queues', () => {
       DeduplicationScope: 'messageGroup',
       VisibilityTimeout: 300,
       SqsManagedSseEnabled: true,
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChunkDeadLetterQueue'), 'Arn'] }, maxReceiveCount: 3 },
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChunkDeadLetterQueue'), 'Arn'] }, maxReceiveCount: CHUNK_MAX_RECEIVES },
     });
   });
 

@@ -1,13 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   InvalidIdError,
+  activeJobKey,
   cacheSegmentKey,
   chunkFramesKey,
   frameKey,
   inputFrameKey,
   jobKey,
-  parseCacheSegmentKey,
-  parseJobKey,
   previewGifKey,
   tenantPrefix,
   videoKey,
@@ -25,6 +24,7 @@ describe('storage keys', () => {
     expect(videoKey('t1', 'j1')).toBe('jobs/t1/j1/output/video.mp4');
     expect(previewGifKey('t1', 'j1')).toBe('jobs/t1/j1/output/preview.gif');
     expect(tenantPrefix('t1')).toBe('jobs/t1/');
+    expect(activeJobKey('t1', 'j1')).toBe('active/t1/j1');
   });
 
   it('are valid object-store keys and sort in chunk order', () => {
@@ -42,13 +42,5 @@ describe('storage keys', () => {
     expect(() => cacheSegmentKey('t', 'j', 1.5)).toThrow(RangeError);
     expect(() => inputFrameKey('t', 'j', 1000)).toThrow(RangeError);
     expect(() => chunkFramesKey('t', 'j', 0, '../x')).toThrow(RangeError);
-  });
-
-  it('parse back', () => {
-    expect(parseJobKey('jobs/t1/j1/job.json')).toEqual({ tenant: 't1', job: 'j1' });
-    expect(parseJobKey('jobs/t1/j1/cache/000001.kv')).toBeNull();
-    expect(parseCacheSegmentKey('jobs/t1/j1/cache/000042.kv')).toBe(42);
-    expect(parseCacheSegmentKey('jobs/t1/j1/cache/prefix.kv')).toBe('prefix');
-    expect(parseCacheSegmentKey('jobs/t1/j1/frames/000042.png')).toBeNull();
   });
 });

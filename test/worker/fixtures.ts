@@ -5,10 +5,11 @@ import type { Adapters } from '../../gpu-worker/adapters.js';
 import type { ModelSession, StepFetch, StepInput } from '../../gpu-worker/model-session.js';
 import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
 import { createJob } from '../../shared/jobs/job-store.js';
+import { newJob, startJob } from '../../shared/jobs/lifecycle.js';
 import { inputFrameKey } from '../../shared/keys.js';
 import type { Manifest } from '../../shared/model/manifest.js';
+import { CHUNK_MAX_RECEIVES } from '../../shared/queue/constants.js';
 import { LocalQueue } from '../../shared/queue/local-queue.js';
-import { chunkTaskDedupId } from '../../shared/schemas/chunk-task.js';
 import type { Job, JobRequest } from '../../shared/schemas/job.js';
 import { LocalStore } from '../../shared/store/local-store.js';
 
@@ -21,7 +22,7 @@ export function tempDir(prefix = 'ca2vdm-'): string {
 /** An embedded store and queues in `dir` (the same layout the embedded stack uses). */
 export function localStack(dir: string) {
   const store = new LocalStore({ root: path.join(dir, 'store') });
-  const chunkQueue = new LocalQueue({ dir: path.join(dir, 'chunk-queue'), maxReceives: 5 });
+  const chunkQueue = new LocalQueue({ dir: path.join(dir, 'chunk-queue'), maxReceives: CHUNK_MAX_RECEIVES });
   const webhookQueue = new LocalQueue({ dir: path.join(dir, 'webhook-queue') });
   return { store, chunkQueue, webhookQueue };
 }
@@ -55,32 +56,29 @@ export async function drainQueue(stack: ReturnType<typeof localStack>, model: Mo
   return events;
 }
 
-/** Writes a job record (and its starting frames) and enqueues chunk 0, as the API does. */
+/** Writes a job record (and its starting frames) and enqueues chunk 0 through the job lifecycle, as the API does. */
 export async function submitJob(
   stack: Pick<Adapters, 'store' | 'chunkQueue'>,
   manifest: Manifest,
   opts: Partial<JobRequest> & { id?: string; initPngs?: Buffer[] } = {},
 ): Promise<Job> {
-  const now = new Date().toISOString();
   const id = opts.id ?? `job${Math.random().toString(36).slice(2, 10)}`;
   const tenant = 'tenant1';
   const pngs = opts.initPngs ?? [];
   const keys = pngs.map((_, i) => inputFrameKey(tenant, id, i));
   await Promise.all(pngs.map((png, i) => stack.store.put(keys[i], png)));
-  const frames = opts.frames ?? 8;
-  const job: Job = {
-    id, tenant, status: 'starting',
+  const job = newJob({
+    id,
+    tenant,
     request: {
-      frames, seed: opts.seed ?? 7, label: opts.label ?? 1, guidance: opts.guidance ?? 2, steps: opts.steps ?? 4,
+      frames: opts.frames ?? 8, seed: opts.seed ?? 7, label: opts.label ?? 1, guidance: opts.guidance ?? 2, steps: opts.steps ?? 4,
       init_frames: { count: keys.length, keys }, webhook_events_filter: ['start', 'output', 'completed'],
       ...(opts.webhook ? { webhook: opts.webhook } : {}),
     },
-    model: { name: manifest.name, sha256: manifest.onnx_sha256, chunk_frames: manifest.chunk_frames },
-    progress: { chunks_done: 0, chunks_total: Math.ceil(frames / manifest.chunk_frames), frames_done: 0, frames_total: frames },
-    created_at: now, updated_at: now, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false,
-  };
+    manifest,
+    now: new Date(),
+  });
   await createJob(stack.store, job);
-  const task = { job: id, tenant, chunk: 0 };
-  await stack.chunkQueue.send(JSON.stringify(task), { groupId: id, dedupId: chunkTaskDedupId(task) });
+  await startJob(stack, job);
   return job;
 }

@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeReapHandler } from '../../../functions/reap-stalled-jobs.js';
 import { createVideo } from '../../../shared/api/videos.js';
 import { readJob, updateJob } from '../../../shared/jobs/job-store.js';
-import { activeJobKey, reapStalledJobs } from '../../../shared/jobs/reaper.js';
+import { activeJobKey } from '../../../shared/keys.js';
+import { reapStalledJobs } from '../../../shared/jobs/reaper.js';
 import type { TaskQueue } from '../../../shared/queue/task-queue.js';
 import { lambdaContext, tempStack, testConfig, testManifest, type TempStack } from '../../api/helpers.js';
 
