@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import type { ApiConfig } from '../../shared/api/config.js';
 import { MethodNotAllowedError, PayloadTooLargeError, RouteNotFoundError } from '../../shared/api/errors.js';
+import { API_ROUTES, pathParameters, type ApiHandlerId } from '../../shared/api/routes.js';
 import type { ApiDeps } from '../../shared/api/types.js';
 import type { Manifest } from '../../shared/model/manifest.js';
 import type { TaskQueue } from '../../shared/queue/task-queue.js';
@@ -56,19 +57,13 @@ interface Route {
 export async function startApiServer(opts: ApiServerOptions): Promise<{ url: string; close(): Promise<void> }> {
   const deps: ApiDeps = { store: opts.store, chunkQueue: opts.chunkQueue, manifest: opts.manifest, config: opts.config };
   const getDeps = () => deps;
-  const route = (method: string, path: string, handler: unknown): Route => {
-    const params: string[] = [];
-    const pattern = new RegExp(
-      '^' +
-        path.replaceAll('.', '\\.').replace(/\{(\w+)(\+?)\}/g, (_, name: string, greedy: string) => {
-          params.push(name);
-          return greedy ? '(.+)' : '([^/]+)';
-        }) +
-        '$',
-    );
-    return { method, pattern, params, handler: handler as LambdaHandler };
-  };
-  const routes: Route[] = routeTable(getDeps).map(([method, path, handler]) => route(method, path, handler));
+  const handlers = routeHandlers(getDeps);
+  const routes: Route[] = API_ROUTES.map(({ method, path, handler }) => ({
+    method,
+    pattern: new RegExp(`^${path.replaceAll('.', '\\.').replace(/\{\w+(\+?)\}/g, (_, greedy: string) => (greedy ? '(.+)' : '([^/]+)'))}$`),
+    params: pathParameters(path),
+    handler: handlers[handler] as LambdaHandler,
+  }));
 
   const server = http.createServer((req, res) => {
     handle(req).then(
@@ -173,31 +168,20 @@ function decodePathPart(part: string, path: string): string {
   }
 }
 
-/** Every route of the embedded API: method, path template (`{name}`, greedy `{name+}`), handler. */
-function routeTable(getDeps: () => ApiDeps): [string, string, unknown][] {
-  const page = makeGetPageHandler();
-  return [
-    ['GET', '/', page],
-    ['GET', '/assets/{name}', page],
-    ['POST', '/v1/videos', makeCreateVideoHandler(getDeps)],
-    ['GET', '/v1/videos', makeListVideosHandler(getDeps)],
-    ['GET', '/v1/videos/{id}', makeGetVideoHandler(getDeps)],
-    ['POST', '/v1/videos/{id}/cancel', makeCancelVideoHandler(getDeps)],
-    ['POST', '/v1/videos/{id}/extend', makeExtendVideoHandler(getDeps)],
-    ['GET', '/v1/videos/{id}/stream.m3u8', makeGetVideoStreamHandler(getDeps)],
-    ['GET', '/v1/videos/{id}/files/{path+}', makeGetVideoFileHandler(getDeps)],
-    ['GET', '/v1/webhooks/default/secret', makeWebhookSecretHandler(getDeps)],
-    ['GET', '/v1/openapi.json', makeGetOpenApiHandler(getDeps)],
-    ['POST', '/v1/uploads', makeCreateUploadHandler(getDeps)],
-    // Embedded mode only: on AWS the upload URL is a presigned S3 PUT.
-    ['PUT', '/v1/uploads/{id}', makePutUploadHandler(getDeps)],
-  ];
-}
-
-/** The (method, path template) pairs the embedded server answers, for tests and the OpenAPI check. */
-export function serverRoutes(): [string, string][] {
-  const unused = () => {
-    throw new Error('route table read without deps');
+/** The handler behind each route id of the route table (shared/api/routes.ts). */
+function routeHandlers(getDeps: () => ApiDeps): Record<ApiHandlerId, unknown> {
+  return {
+    getPage: makeGetPageHandler(),
+    createVideo: makeCreateVideoHandler(getDeps),
+    listVideos: makeListVideosHandler(getDeps),
+    getVideo: makeGetVideoHandler(getDeps),
+    cancelVideo: makeCancelVideoHandler(getDeps),
+    extendVideo: makeExtendVideoHandler(getDeps),
+    getVideoStream: makeGetVideoStreamHandler(getDeps),
+    getVideoFile: makeGetVideoFileHandler(getDeps),
+    webhookSecret: makeWebhookSecretHandler(getDeps),
+    getOpenApi: makeGetOpenApiHandler(getDeps),
+    createUpload: makeCreateUploadHandler(getDeps),
+    putUpload: makePutUploadHandler(getDeps),
   };
-  return routeTable(unused).map(([method, path]) => [method, path]);
 }

@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { acknowledge, arnFinding } from '../nag.js';
 import { DEFAULT_API_CONFIG } from '../../shared/api/config.js';
 import { apiGatewayRequestModel } from '../../shared/api/openapi.js';
+import { CLOUD_ROUTES, pathParameters } from '../../shared/api/routes.js';
 import { parseManifest } from '../../shared/model/manifest.js';
 import { DEFAULT_STALL_AFTER_SEC } from '../../shared/jobs/reaper.js';
 import { METRICS_NAMESPACE, SERVICE_NAME } from '../../shared/observability/metrics.js';
@@ -205,7 +206,6 @@ export class Api extends Construct {
     // Queue wiring: the URL env vars above plus exactly these grants.
     chunkQueue.grantSendMessages(f.createVideo);
     chunkQueue.grantSendMessages(f.extendVideo);
-    webhookQueue.grantSendMessages(f.cancelVideo);
     webhookQueue.grantSendMessages(f.chunkDeadLetter);
     // The dispatcher re-sends an event with a delay to retry it later (and consumes the queue).
     webhookQueue.grantSendMessages(f.deliverWebhook);
@@ -252,46 +252,23 @@ export class Api extends Construct {
       schema: { schema: apigw.JsonSchemaVersion.DRAFT4, ...apiGatewayRequestModel(manifest, DEFAULT_API_CONFIG) } as apigw.JsonSchema,
     });
 
-    const integrate = (fn: lambda.IFunction) => new apigw.LambdaIntegration(fn, { proxy: true });
-    const keyed = { apiKeyRequired: true } as const;
-    const v1 = this.restApi.root.addResource('v1');
-    const videos = v1.addResource('videos');
-    videos.addMethod('POST', integrate(f.createVideo), {
-      ...keyed,
-      requestValidator: validateBody,
-      requestModels: { 'application/json': createModel },
-      requestParameters: { 'method.request.header.Idempotency-Key': false },
-    });
-    videos.addMethod('GET', integrate(f.listVideos), {
-      ...keyed,
-      requestValidator: validateParams,
-      requestParameters: { 'method.request.querystring.cursor': false, 'method.request.querystring.limit': false },
-    });
-    const video = videos.addResource('{id}');
-    const idParam = { 'method.request.path.id': true };
-    video.addMethod('GET', integrate(f.getVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
-    // API Gateway path parts are whole segments, so the playlist's resource is the literal `stream.m3u8`.
-    video
-      .addResource('stream.m3u8')
-      .addMethod('GET', integrate(f.getVideoStream), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
-    video
-      .addResource('extend')
-      .addMethod('POST', integrate(f.extendVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
-    video
-      .addResource('cancel')
-      .addMethod('POST', integrate(f.cancelVideo), { ...keyed, requestValidator: validateParams, requestParameters: idParam });
-    v1.addResource('openapi.json').addMethod('GET', integrate(f.getOpenApi));
-    v1.addResource('uploads').addMethod('POST', integrate(f.createUpload), keyed);
-    // The web page and its script: no key (the page holds no data; it calls the API with the key the user pastes).
-    this.restApi.root.addMethod('GET', integrate(f.getPage));
-    this.restApi.root.addResource('assets').addResource('{name}').addMethod('GET', integrate(f.getPage), {
-      requestValidator: validateParams,
-      requestParameters: { 'method.request.path.name': true },
-    });
-    v1.addResource('webhooks')
-      .addResource('default')
-      .addResource('secret')
-      .addMethod('GET', integrate(f.webhookSecret), keyed);
+    // One method per route of the table (shared/api/routes.ts), integrated with the function of its handler's name.
+    const bodyModels = { createVideo: createModel };
+    for (const route of CLOUD_ROUTES) {
+      const requestParameters = Object.fromEntries([
+        ...pathParameters(route.path).map((p) => [`method.request.path.${p}`, true]),
+        ...('query' in route ? route.query : []).map((q) => [`method.request.querystring.${q}`, false]),
+        ...('headers' in route ? route.headers : []).map((h) => [`method.request.header.${h}`, false]),
+      ]);
+      const hasParams = Object.keys(requestParameters).length > 0;
+      this.restApi.root.resourceForPath(route.path).addMethod(route.method, new apigw.LambdaIntegration(f[route.handler], { proxy: true }), {
+        apiKeyRequired: !('key' in route),
+        ...('body' in route
+          ? { requestValidator: validateBody, requestModels: { 'application/json': bodyModels[route.body] } }
+          : hasParams ? { requestValidator: validateParams } : {}),
+        ...(hasParams ? { requestParameters } : {}),
+      });
+    }
 
     // Keys and quotas: one plan, one initial key; more tenants = more keys on the same plan (docs/deploy.md).
     this.usagePlan = this.restApi.addUsagePlan('UsagePlan', {

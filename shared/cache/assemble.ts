@@ -61,35 +61,6 @@ export function planCacheRead<S extends SegmentInfo>(
   return { segments: chosen.reverse(), skipFrames: covered - frames, frames, firstFrame: first - frames };
 }
 
-/** The assembled cache: [P, depth, 2, B, N, width] floats, ready to feed as the model's `cache`. */
-export interface AssembledCache {
-  cache: Float32Array;
-  frames: number;
-  firstFrame: number;
-}
-
-/**
- * Concatenates the planned segments' K/V (one Float32Array per plan segment, same order). Frames are
- * the outermost axis, so dropping the oldest frames is a subarray and joining is a byte copy.
- */
-export function assembleCache(plan: CachePlan, data: readonly Float32Array[], kvFrameFloats: number): AssembledCache {
-  if (data.length !== plan.segments.length) {
-    throw new RangeError(`assembleCache: ${data.length} arrays for ${plan.segments.length} planned segments`);
-  }
-  const cache = new Float32Array(plan.frames * kvFrameFloats);
-  let o = 0;
-  plan.segments.forEach((seg, i) => {
-    const d = data[i];
-    if (d.length !== seg.frames * kvFrameFloats) {
-      throw new SegmentMismatchError('shape', `${seg.frames * kvFrameFloats} floats`, `${d.length} floats`);
-    }
-    const part = i === 0 ? d.subarray(plan.skipFrames * kvFrameFloats) : d;
-    cache.set(part, o);
-    o += part.length;
-  });
-  return { cache, frames: plan.frames, firstFrame: plan.firstFrame };
-}
-
 /** How one frame's K/V divide into contiguous head_dim runs (depth * 2 * batch * tokens * heads of them). */
 export interface AttentionShape {
   runs: number;

@@ -9,8 +9,6 @@ export const ChunkTaskSchema = z.object({
   job: JobIdSchema,
   tenant: TenantIdSchema,
   chunk: z.int().nonnegative(),
-  /** How many times this chunk was re-enqueued by the worker itself (not SQS redeliveries). */
-  attempt: z.int().nonnegative().optional(),
   enqueued_at: TimestampSchema.optional(),
 });
 export type ChunkTask = z.infer<typeof ChunkTaskSchema>;

@@ -7,7 +7,8 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serverRoutes, startApiServer } from '../../functions/local/server.js';
+import { startApiServer } from '../../functions/local/server.js';
+import { API_ROUTES } from '../../shared/api/routes.js';
 import { ensureLocalApiKey } from '../../shared/auth/api-keys.js';
 import { updateJob } from '../../shared/jobs/job-store.js';
 import { frameKey } from '../../shared/keys.js';
@@ -155,7 +156,7 @@ describe('OpenAPI document', () => {
   });
 
   it('documents every route the server has, and no other', () => {
-    const served = serverRoutes().map(([method, path]) => `${method} ${path.replace('{path+}', '{path}')}`);
+    const served = API_ROUTES.map(({ method, path }) => `${method} ${path.replace('{path+}', '{path}')}`);
     const page = ['GET /', 'GET /assets/{name}']; // the web page, not part of the API
     const documented = Object.entries(doc.paths).flatMap(([template, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${template}`));
     expect(served.filter((r) => !page.includes(r)).sort()).toEqual(documented.sort());

@@ -1,6 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildStack } from './helpers.js';
+import { CLOUD_ROUTES } from '../../shared/api/routes.js';
 import { CHUNK_MAX_RECEIVES } from '../../shared/queue/constants.js';
 
 type Statement = { Action: string | string[]; Resource: unknown; Effect: string; Condition?: unknown };
@@ -125,6 +126,28 @@ describe('Api', () => {
     for (const m of open) expect(openFns.some((id) => JSON.stringify(m.Properties.Integration.Uri).includes(id))).toBe(true);
   });
 
+  it('API Gateway serves exactly the cloud routes of the route table, each with the function named by its handler id', () => {
+    // Resource paths from PathPart and ParentId; the root is the RestApi's RootResourceId.
+    const resources = template.findResources('AWS::ApiGateway::Resource');
+    const pathOf = (ref: unknown): string => {
+      const id = (ref as { Ref?: string }).Ref;
+      if (!id) return '';
+      const r = resources[id].Properties;
+      return `${pathOf(r.ParentId)}/${r.PathPart}`;
+    };
+    const functionIds = Object.keys(template.findResources('AWS::Lambda::Function'));
+    const served = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => {
+      const uri = JSON.stringify(m.Properties.Integration.Uri);
+      const fn = functionIds.find((id) => uri.includes(`"${id}"`));
+      return `${m.Properties.HttpMethod} ${pathOf(m.Properties.ResourceId) || '/'} ${fn}`;
+    });
+    const expected = CLOUD_ROUTES.map((r) => {
+      const fn = functionIds.find((id) => id.startsWith(`Api${r.handler[0].toUpperCase()}${r.handler.slice(1)}`) && !id.includes('ServiceRole'));
+      return `${r.method} ${r.path} ${fn}`;
+    });
+    expect(served.sort()).toEqual(expected.sort());
+  });
+
   it('POST /v1/videos validates its body against a size-limited model', () => {
     template.hasResourceProperties('AWS::ApiGateway::Model', {
       ContentType: 'application/json',
@@ -164,6 +187,12 @@ describe('Api', () => {
 });
 
 describe('least privilege', () => {
+  it('cancel-video writes only the job record: no queue access', () => {
+    const actions = actionsOf(statementsOf(template, 'ApiCancelVideoServiceRole'));
+    expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject']));
+    expect(actions.some((a) => /^sqs:/.test(a))).toBe(false);
+  });
+
   it('get-video may only read: no put, no queue access', () => {
     const actions = actionsOf(statementsOf(template, 'ApiGetVideoServiceRole'));
     expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:ListBucket']));

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { assembleCache, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
+import { assembleAttentionCache, planCacheRead, type AssembledWindow, type SegmentInfo } from '../../../shared/cache/assemble.js';
 import { CacheGapError } from '../../../shared/cache/errors.js';
 import { decodeSegment, encodeSegment, PREFIX_CHUNK } from '../../../shared/cache/segment.js';
 
 const KV = 6; // floats per frame in these tests: frame f holds f*100 + 0..5
+const shape = { runs: 1, headDim: KV };
 const frameData = (first: number, frames: number) =>
   new Float32Array(frames * KV).map((_, i) => (first + Math.floor(i / KV)) * 100 + (i % KV));
 
@@ -16,36 +17,38 @@ function job(chunks: number): SegmentInfo[] {
 
 function build(segs: SegmentInfo[], pMax: number, opts = {}) {
   const plan = planCacheRead(segs, pMax, opts);
-  const assembled = assembleCache(plan, plan.segments.map((s) => frameData(s.firstFrame, s.frames)), KV);
+  const assembled = assembleAttentionCache(plan, plan.segments.map((s) => frameData(s.firstFrame, s.frames)), shape);
   return { plan, ...assembled };
 }
 
-/** The global frame index each assembled frame came from. */
-const framesOf = (cache: Float32Array) => Array.from({ length: cache.length / KV }, (_, f) => cache[f * KV] / 100);
+/** Lane `lane` of the window's p-th frame, oldest first (global frame g sits in ring slot g mod P). */
+const laneOf = (w: AssembledWindow, p: number, lane = 0) => w.cache[((w.firstFrame + p) % w.frames) * KV + lane];
+/** The global frame index each frame of the window came from, oldest first. */
+const framesOf = (w: AssembledWindow) => Array.from({ length: w.frames }, (_, p) => laneOf(w, p) / 100);
 
-describe('planCacheRead + assembleCache', () => {
+describe('planCacheRead + assembleAttentionCache', () => {
   it('reads only the newest segments when they exactly fill P_max', () => {
-    const { plan, cache, frames, firstFrame } = build(job(6), 12);
+    const { plan, ...window } = build(job(6), 12);
     expect(plan.segments.map((s) => s.chunk)).toEqual([3, 4, 5]);
     expect(plan.skipFrames).toBe(0);
-    expect([frames, firstFrame]).toEqual([12, 15]);
-    expect(framesOf(cache)).toEqual([15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
-    expect(cache[KV + 5]).toBe(1605); // whole frames, inner layout untouched
+    expect([window.frames, window.firstFrame]).toEqual([12, 15]);
+    expect(framesOf(window)).toEqual([15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
+    expect(laneOf(window, 1, 5)).toBe(1605); // whole frames, inner layout untouched
   });
 
   it('slices the oldest segment by whole frames when P_max falls inside it', () => {
-    const { plan, cache, frames } = build(job(6), 10);
+    const { plan, ...window } = build(job(6), 10);
     expect(plan.segments.map((s) => s.chunk)).toEqual([3, 4, 5]);
     expect(plan.skipFrames).toBe(2);
-    expect(frames).toBe(10);
-    expect(framesOf(cache)).toEqual([17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
+    expect(window.frames).toBe(10);
+    expect(framesOf(window)).toEqual([17, 18, 19, 20, 21, 22, 23, 24, 25, 26]);
   });
 
   it('uses everything (prefix included) while the video is shorter than P_max', () => {
-    const { plan, frames, firstFrame, cache } = build(job(2), 12, { endFrame: 11 });
+    const { plan, ...window } = build(job(2), 12, { endFrame: 11 });
     expect(plan.segments.map((s) => s.chunk)).toEqual([-1, 0, 1]);
-    expect([frames, firstFrame]).toEqual([11, 0]);
-    expect(framesOf(cache)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect([window.frames, window.firstFrame]).toEqual([11, 0]);
+    expect(framesOf(window)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 
   it('ignores order of the listing and damage outside the window', () => {
@@ -76,7 +79,7 @@ describe('planCacheRead + assembleCache', () => {
 
   it('refuses data that does not match the planned frame count', () => {
     const plan = planCacheRead(job(3), 12);
-    expect(() => assembleCache(plan, plan.segments.map(() => new Float32Array(KV)), KV)).toThrow();
+    expect(() => assembleAttentionCache(plan, plan.segments.map(() => new Float32Array(KV)), shape)).toThrow();
   });
 
   it('assembles decoded segments end to end', () => {
@@ -88,9 +91,9 @@ describe('planCacheRead + assembleCache', () => {
     }));
     const plan = planCacheRead(stored, 12, { endFrame: 19 });
     const decoded = plan.segments.map((s) => decodeSegment(s.bytes, { modelSha: sha, job: 'j', chunk: s.chunk }).data);
-    const { cache, frames } = assembleCache(plan, decoded, KV);
-    expect(frames).toBe(12);
+    const window = assembleAttentionCache(plan, decoded, shape);
+    expect(window.frames).toBe(12);
     expect(plan.segments.map((s) => s.chunk)).toEqual([1, 2, 3]); // prefix and chunk 0 are never read
-    expect(framesOf(cache)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
+    expect(framesOf(window)).toEqual([7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { f16ToF32, f32ToF16 } from '../../../shared/cache/f16.js';
-import { advanceCacheWindow, assembleAttentionCache, assembleCache, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
+import { advanceCacheWindow, assembleAttentionCache, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
 
 const runs = 6, hd = 4, frameFloats = runs * hd;
 const shape = { runs, headDim: hd };
@@ -25,7 +25,7 @@ describe('assembleAttentionCache', () => {
     // Prefix of 2 frames, then chunks of 3 frames; window of 7 frames -> the oldest is sliced.
     const { plan, window } = assembleAt(2, 3, 8, 7);
     expect(plan.skipFrames).toBe(1);
-    const framesFirst = assembleCache(plan, plan.segments.map((s) => kvOf(s.firstFrame, s.frames)), frameFloats).cache;
+    const framesFirst = kvOf(plan.firstFrame, plan.frames); // the window's frames, oldest first, frames-first
     const P = window.frames;
     expect([P, window.firstFrame]).toEqual([7, 1]);
     for (let p = 0; p < P; p++) {
