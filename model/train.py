@@ -74,24 +74,6 @@ def context_noised(clean, cfg, g, device, ab_all):
     return torch.where((t == 0)[..., None, None, None], clean, noisy), t
 
 
-@torch.no_grad()
-def own_history(ema, clean, label, cfg, n, steps, guidance, seed):
-    """The conditioning stream with the first n clips' middle chunks made by the model itself
-    (scheduled sampling): chunk 0 stays true, chunks 1 .. last-1 are the EMA model's continuation of
-    it (DDIM with `steps` steps and guidance, as served), and the last chunk, which conditions no
-    noisy frame, stays true. The targets stay the true frames, so the model learns to continue, and
-    pull back towards the truth, a history with its own errors in it: the drift that costs the
-    served video its objects from the second chunk on. Returns (B, F, C, H, W)."""
-    if n == 0:
-        return clean
-    l = cfg.chunk
-    made = clean.shape[1] - 2 * l                                           # frames of chunks 1 .. last-1
-    gen = diffusion.generate_batch(ema, made, label[:n].tolist(), init=clean[:n, :l], steps=steps,
-                                   guidance=guidance, seed=seed, context_t=diffusion.default_context_t(cfg))
-    mixed = torch.cat([clean[:n, :l], gen.to(clean.dtype), clean[:n, l + made:]], 1)
-    return torch.cat([mixed, clean[n:]], 0)
-
-
 def fixed_batch(cfg, device, ab_all, n):
     """One fixed training batch (context, noisy, t, label, offset, noise, ab, clean, context_t) for checks."""
     g = torch.Generator(device=device).manual_seed(4321)
@@ -242,12 +224,10 @@ def main(args):
         for group in opt.param_groups:
             group["lr"] = lr
         clean, label = data.batch(args.batch, F, cfg.frame_size, g, device)       # (B, F, C, H, W)
-        history = own_history(ema, clean, label, cfg, round(args.own_history * args.batch), args.own_steps,
-                              args.own_guidance, step)
         drop = torch.rand(args.batch, generator=g, device=device) < args.label_dropout
         label = torch.where(drop, torch.full_like(label, cfg.num_labels), label)
         noisy, t, noise, ab = noised(clean, cfg, g, device, ab_all)               # t: (B, F)
-        context, context_t = context_noised(history, cfg, g, device, ab_all)
+        context, context_t = context_noised(clean, cfg, g, device, ab_all)
         offset = int(torch.randint(0, cfg.l_train, (1,), generator=g, device=device))
         loss = loss_and_grads(net, context, noisy, t, label, offset, noise, ab, clean, context_t)
         torch.nn.utils.clip_grad_norm_(model_params, 1.0)
@@ -291,10 +271,6 @@ def parser():
                    help="resume into a wider window: P_max of the result (the temporal embedding keeps its harmonics)")
     p.add_argument("--context-noise", type=int, default=None,
                    help="noise conditioning frames at t ~ U[0, N] (against drift; default: the model's own, 0 if new)")
-    p.add_argument("--own-history", type=float, default=0.0,
-                   help="fraction of each batch whose middle chunks of history the EMA model generates itself")
-    p.add_argument("--own-steps", type=int, default=8, help="DDIM steps of that generation")
-    p.add_argument("--own-guidance", type=float, default=2.0, help="guidance of that generation (as served)")
     p.add_argument("--resume", default=None, help="ckpt.pt or ema_fp16.pt to continue from")
     p.add_argument("--resume-raw", default=None, help="model_fp16.pt (raw weights) with an fp16 --resume")
     p.add_argument("--fresh-optimizer", action="store_true")

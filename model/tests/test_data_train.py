@@ -171,38 +171,3 @@ def test_widen_resumes_into_a_wider_window(tmp_path):
     assert b["step"] == a["step"] + 2
     assert {k: v.shape for k, v in a["model"].items()} == {k: v.shape for k, v in b["model"].items()}
 
-
-def test_own_history_replaces_the_middle_chunks_with_the_models_continuation():
-    """--own-history: chunk 0 and the last chunk stay true, the chunks between are the model's own
-    continuation of chunk 0 (the sampler as served), and only the first n clips are touched."""
-    cfg = ca2vdm.Ca2Config(**ca2vdm.PRESETS["test"])
-    torch.manual_seed(0)
-    model = ca2vdm.Ca2VDM(cfg).eval()
-    clean, label = data.batch(3, cfg.l_train, cfg.frame_size, torch.Generator().manual_seed(5))
-    l, F = cfg.chunk, cfg.l_train
-    mixed = train.own_history(model, clean, label, cfg, 2, steps=3, guidance=2.0, seed=7)
-    expected = diffusion.generate_batch(model, F - 2 * l, label[:2].tolist(), init=clean[:2, :l], steps=3,
-                                        guidance=2.0, seed=7)
-    assert mixed.shape == clean.shape
-    assert torch.equal(mixed[:, :l], clean[:, :l]) and torch.equal(mixed[:, F - l:], clean[:, F - l:])
-    assert torch.equal(mixed[2], clean[2])
-    assert torch.allclose(mixed[:2, l:F - l], expected)
-    assert (mixed[:2, l:F - l] - clean[:2, l:F - l]).abs().max() > 0.1   # a random model's frames, not the truth
-    assert train.own_history(model, clean, label, cfg, 0, steps=3, guidance=2.0, seed=7) is clean
-
-
-def test_own_history_trains(tmp_path, monkeypatch):
-    """A run with --own-history conditions on the mixed stream (half of each batch), takes its steps
-    and logs a finite loss."""
-    made, conditioned = [], []
-    own, noised = train.own_history, train.context_noised
-    monkeypatch.setattr(train, "own_history", lambda *a, **k: made.append((a[4], own(*a, **k))) or made[-1][1])
-    monkeypatch.setattr(train, "context_noised", lambda history, *a: conditioned.append(history) or noised(history, *a))
-    train.main(train.parser().parse_args([
-        "--preset", "test", "--out", str(tmp_path), "--minutes", "5", "--steps", "2", "--batch", "4",
-        "--device", "cpu", "--fp32", "--log-every", "1", "--own-history", "0.5", "--own-steps", "2"]))
-    recs = [json.loads(line) for line in open(tmp_path / "loss.jsonl")]
-    assert [r["step"] for r in recs] == [1, 2] and all(r["loss"] == r["loss"] for r in recs)
-    assert [n for n, _ in made] == [2, 2]
-    steps = conditioned[-2:]   # (fixed_batch, for the gradient check, noises a clean batch first)
-    assert len(steps) == 2 and all(h is c for (_, h), c in zip(made, steps))   # each step conditions on the mixed stream

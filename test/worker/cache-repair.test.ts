@@ -10,23 +10,23 @@ import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
 import type { Job } from '../../shared/schemas/job.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
-import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+import { FRAME_FLOATS, GEOMETRY, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 
 let model: ModelSession;
 beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
 afterAll(async () => { await model.release(); });
 
-const geometry = { channels: 3, height: 32, width: 32, range: [-1, 1] as const };
 // 4 given + 4 chunks: the window of the last chunk holds the prefix and chunks 0-1 (P_max 12, l <= 4)
 const CHUNKS = 4;
 
 /** Starting frames: a bright square on black, moving right. */
 function initPngs(): Buffer[] {
-  const f = new Float32Array(4 * 3 * 32 * 32).fill(-1);
-  for (let i = 0; i < 4; i++) for (let c = 0; c < 3; c++) for (let y = 10; y < 16; y++) for (let x = 4 + 2 * i; x < 10 + 2 * i; x++) {
-    f[((i * 3 + c) * 32 + y) * 32 + x] = c === 1 ? -1 : 0.9;
+  const { channels: C, height: H, width: W } = GEOMETRY;
+  const f = new Float32Array(4 * FRAME_FLOATS).fill(-1);
+  for (let i = 0; i < 4; i++) for (let c = 0; c < C; c++) for (let y = 10; y < 16; y++) for (let x = 4 + 2 * i; x < 10 + 2 * i; x++) {
+    f[((i * C + c) * H + y) * W + x] = c === 1 ? -1 : 0.9;
   }
-  return framesToPngs(f, geometry);
+  return framesToPngs(f, GEOMETRY);
 }
 
 /**
@@ -48,7 +48,7 @@ async function runJob(between: (dir: string, job: Job, k: number) => void = () =
   await worker.close();
   const file = (key: string) => path.join(dir, 'store', ...key.split('/'));
   const frames = async (chunk: number) => pngsToFrames(await Promise.all(Array.from({ length: l }, async (_, i) =>
-    (await stack.store.get(frameKey(job.tenant, job.id, chunk, i)))!.body)), geometry);
+    (await stack.store.get(frameKey(job.tenant, job.id, chunk, i)))!.body)), GEOMETRY);
   return { stack, job, file, frames, done: (await readJob(stack.store, job.tenant, job.id))!.job, modelCalls: model.calls - calls };
 }
 

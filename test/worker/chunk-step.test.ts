@@ -4,7 +4,7 @@ import { ModelSession } from '../../gpu-worker/model-session.js';
 import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { frameKey, previewGifKey, videoKey } from '../../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
-import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir, watchingSteps } from './fixtures.js';
+import { drainQueue, FRAME_FLOATS, GEOMETRY, localStack, MODEL_DIR, submitJob, tempDir, watchingSteps } from './fixtures.js';
 
 let model: ModelSession;
 beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
@@ -12,12 +12,10 @@ afterAll(async () => { await model.release(); });
 
 const drain = (stack: ReturnType<typeof localStack>) => drainQueue(stack, model);
 
-const geometry = () => ({ channels: 3, height: 32, width: 32, range: [-1, 1] as const });
-
 describe('chunk step on the embedded store and queue', () => {
   it('makes a whole video chunk by chunk: segments, frames, outputs, progress, events', async () => {
     const stack = localStack(tempDir());
-    const init = framesToPngs(new Float32Array(4 * 3 * 32 * 32).fill(-1), geometry());
+    const init = framesToPngs(new Float32Array(4 * FRAME_FLOATS).fill(-1), GEOMETRY);
     const l = model.manifest.chunk_frames;
     const frames = 2 * l + 2;
     const job = await submitJob(stack, model.manifest, { frames, steps: 3, initPngs: init, webhook: 'https://example.com/hook' });
@@ -58,7 +56,7 @@ describe('chunk step on the embedded store and queue', () => {
     expect(framesSeen).toEqual([...Array(3).fill(l), ...Array(3).fill(1)]);
     await submitJob(full, model.manifest, { id: 'v', frames: 2 * l, steps: 3, seed: 9 });
     await drain(full);
-    const frame = async (s: typeof short) => pngsToFrames([(await s.store.get(frameKey('tenant1', 'v', 1, 0)))!.body], geometry());
+    const frame = async (s: typeof short) => pngsToFrames([(await s.store.get(frameKey('tenant1', 'v', 1, 0)))!.body], GEOMETRY);
     const [a, b] = [await frame(short), await frame(full)];
     // Causal attention: the same frame up to float rounding (at most one 8-bit step after PNG).
     expect(a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0)).toBeLessThanOrEqual(2 / 255 + 1e-6);
@@ -167,7 +165,7 @@ describe('chunk step on the embedded store and queue', () => {
   it('fails a job whose starting frames exceed the model window', async () => {
     const stack = localStack(tempDir());
     const n = model.manifest.p_max + 1;
-    const init = framesToPngs(new Float32Array(n * 3 * 32 * 32), geometry());
+    const init = framesToPngs(new Float32Array(n * FRAME_FLOATS), GEOMETRY);
     const job = await submitJob(stack, model.manifest, { frames: 4, steps: 2, initPngs: init });
     expect((await drain(stack)).map((e) => e.outcome)).toEqual(['failed']);
     const done = (await readJob(stack.store, job.tenant, job.id))!.job;

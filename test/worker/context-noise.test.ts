@@ -6,12 +6,11 @@ import { decodeSegment, PREFIX_CHUNK } from '../../shared/cache/segment.js';
 import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
 import { framesToPngs, pngsToFrames } from '../../shared/media/png.js';
 import { contextFrames } from '../../shared/sampler/context.js';
-import { drainQueue, localStack, MODEL_DIR, submitJob, tempDir, watchingSteps } from './fixtures.js';
+import { drainQueue, FRAME_FLOATS, GEOMETRY, localStack, MODEL_DIR, submitJob, tempDir, watchingSteps } from './fixtures.js';
 
 const CONTEXT_T = 120;
 /** Largest difference of two float arrays (cheap to report, unlike a diff of a million values). */
 const maxDiff = (a: Float32Array, b: Float32Array) => (a.length !== b.length ? Infinity : a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0));
-const geometry = { channels: 3, height: 32, width: 32, range: [-1, 1] as [number, number] };
 
 /** The shipped graph under a manifest that serves context noise (the graph itself is the same). */
 function noisyContextModelDir(): string {
@@ -35,8 +34,9 @@ afterAll(async () => {
 });
 
 // Starting frames: a lit square on black, so noise has something to change.
-const init = Float32Array.from({ length: 4 * 3 * 32 * 32 }, (_, i) => ((i % 1024) % 32 > 8 && (i % 1024) % 32 < 20 ? 0.8 : -1));
-const initPngs = framesToPngs(init, geometry);
+const column = (i: number) => (i % (GEOMETRY.height * GEOMETRY.width)) % GEOMETRY.width;
+const init = Float32Array.from({ length: 4 * FRAME_FLOATS }, (_, i) => (column(i) > 8 && column(i) < 20 ? 0.8 : -1));
+const initPngs = framesToPngs(init, GEOMETRY);
 
 async function runJob(model: ModelSession) {
   const stack = localStack(tempDir());
@@ -57,7 +57,7 @@ describe('context noise (manifest context_t)', () => {
   it('writes the K/V of the starting frames noised at context_t, embedded at context_t', async () => {
     const run = await runJob(noisy);
     const m = noisy.manifest;
-    const x = contextFrames(pngsToFrames(initPngs, geometry), m, { seed: 11, chunk: -1 });
+    const x = contextFrames(pngsToFrames(initPngs, GEOMETRY), m, { seed: 11, chunk: -1 });
     const { kv } = await noisy.step({
       x: Float32Array.from([...x, ...x]), t: new Float32Array(8).fill(CONTEXT_T), labels: [1, m.null_label!], pos: 0,
       cache: new Float32Array(0), cacheFrames: 0, rows: 2, frames: 4,

@@ -1,19 +1,27 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Adapters } from '../../gpu-worker/adapters.js';
+import { geometry } from '../../gpu-worker/job-plan.js';
 import type { ModelSession, StepFetch, StepInput } from '../../gpu-worker/model-session.js';
 import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
 import { createJob } from '../../shared/jobs/job-store.js';
 import { newJob, startJob } from '../../shared/jobs/lifecycle.js';
 import { inputFrameKey } from '../../shared/keys.js';
-import type { Manifest } from '../../shared/model/manifest.js';
+import { frameFloats, parseManifest, type Manifest } from '../../shared/model/manifest.js';
 import { CHUNK_MAX_RECEIVES } from '../../shared/queue/constants.js';
 import { LocalQueue } from '../../shared/queue/local-queue.js';
 import type { Job, JobRequest } from '../../shared/schemas/job.js';
 import { LocalStore } from '../../shared/store/local-store.js';
 
 export const MODEL_DIR = path.resolve(import.meta.dirname, '../../model/artifacts/balls32-v1');
+
+/** The test model's manifest, read once: frame sizes in tests come from it, never from literals. */
+export const MANIFEST = parseManifest(JSON.parse(readFileSync(path.join(MODEL_DIR, 'manifest.json'), 'utf8')), MODEL_DIR);
+/** One frame of the test model: channels, height, width, range. */
+export const GEOMETRY = geometry(MANIFEST);
+/** Floats in one frame (C * H * W). */
+export const FRAME_FLOATS = frameFloats(MANIFEST);
 
 export function tempDir(prefix = 'ca2vdm-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));

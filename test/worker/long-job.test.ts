@@ -15,7 +15,7 @@ import { frameFloats } from '../../shared/model/manifest.js';
 import { ddimStep, guide } from '../../shared/sampler/ddim.js';
 import { gaussianNoise } from '../../shared/sampler/noise.js';
 import { ddimSchedule } from '../../shared/sampler/schedule.js';
-import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+import { GEOMETRY, localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 
 let model: ModelSession;
 beforeAll(async () => { model = await ModelSession.open(MODEL_DIR); });
@@ -107,7 +107,7 @@ describe('an 8-chunk job whose window slides past the starting frames and then c
     const ff = frameFloats(model.manifest);
     // Starting frames with structure (not a flat colour), so each frame's K/V differ.
     const init = gaussianNoise(INIT * ff, { seed: 99, chunk: 0 }).map((v) => Math.max(-1, Math.min(1, v / 3)));
-    const pngs = framesToPngs(init, { channels: 3, height: 32, width: 32, range: [-1, 1] });
+    const pngs = framesToPngs(init, GEOMETRY);
     kept = localStack(tempDir());
     reread = localStack(tempDir());
     const request = { id: 'slide', frames: CHUNKS * l, steps: 2, seed: SEED, label: 1, initPngs: pngs };
