@@ -5,6 +5,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { APIGatewayProxyResult, SQSBatchResponse } from 'aws-lambda';
 import { beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { apiKeyRecordKey } from '../../shared/auth/api-keys.js';
+import { newJob } from '../../shared/jobs/lifecycle.js';
 import { jobKey } from '../../shared/keys.js';
 import { SqsQueue } from '../../shared/queue/sqs-queue.js';
 import type { Job } from '../../shared/schemas/job.js';
@@ -45,21 +46,15 @@ function body(value: unknown) {
 }
 
 function storedJob(over: Partial<Job> = {}): Job {
-  const t = '2030-01-01T00:00:00.000Z';
-  return {
+  const job = newJob({
     id: 'vid_1',
     tenant: 't1',
-    status: 'processing',
     request: { frames: 8, seed: 1, guidance: 2, steps: 25, init_frames: { count: 0, keys: [] }, webhook: 'https://hooks.example.com/x', webhook_events_filter: ['completed'] },
-    model: { name: 'test-model', sha256: 'a'.repeat(64) },
-    progress: { chunks_done: 1, chunks_total: 2, frames_done: 4, frames_total: 8 },
-    created_at: t,
-    updated_at: t,
-    metrics: { chunk_seconds: [1.5] },
-    outputs: {},
-    cancel_requested: false,
-    ...over,
-  };
+    manifest: { name: 'test-model', onnx_sha256: 'a'.repeat(64), chunk_frames: 4 },
+    now: new Date('2030-01-01T00:00:00.000Z'),
+  });
+  // Half made: chunk 0 of 2 recorded.
+  return { ...job, status: 'processing', progress: { ...job.progress, chunks_done: 1, frames_done: 4 }, metrics: { chunk_seconds: [1.5] }, ...over };
 }
 
 beforeEach(() => {

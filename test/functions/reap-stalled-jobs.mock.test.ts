@@ -4,6 +4,7 @@ import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { makeReapHandler } from '../../functions/reap-stalled-jobs.js';
+import { newJob } from '../../shared/jobs/lifecycle.js';
 import { jobKey } from '../../shared/keys.js';
 import { SqsQueue } from '../../shared/queue/sqs-queue.js';
 import type { Job } from '../../shared/schemas/job.js';
@@ -20,13 +21,14 @@ const handler = makeReapHandler(() => ({
 
 const old = '2020-01-01T00:00:00.000Z';
 function job(id: string, over: Partial<Job> = {}): Job {
-  return {
-    id, tenant: 't1', status: 'processing',
+  const created = newJob({
+    id, tenant: 't1',
     request: { frames: 15, seed: 1, guidance: 2, steps: 4, init_frames: { count: 0, keys: [] }, webhook_events_filter: ['completed'] },
-    model: { name: 'm', sha256: 'a'.repeat(64) },
-    progress: { chunks_done: 2, chunks_total: 5, frames_done: 6, frames_total: 15 },
-    created_at: old, updated_at: old, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false, ...over,
-  };
+    manifest: { name: 'm', onnx_sha256: 'a'.repeat(64), chunk_frames: 3 },
+    now: new Date(old),
+  });
+  // Two of five chunks recorded, long ago.
+  return { ...created, status: 'processing', progress: { ...created.progress, chunks_done: 2, frames_done: 6 }, ...over };
 }
 const body = (value: unknown) => ({ Body: { transformToByteArray: async () => new Uint8Array(Buffer.from(JSON.stringify(value))) } as never, ETag: '"e1"' });
 

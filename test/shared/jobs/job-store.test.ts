@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, JobConflictError, readJob, updateJob } from '../../../shared/jobs/job-store.js';
+import { newJob } from '../../../shared/jobs/lifecycle.js';
 import { jobKey } from '../../../shared/keys.js';
 import type { Job } from '../../../shared/schemas/job.js';
 import { PreconditionFailedError, StoreError } from '../../../shared/store/errors.js';
@@ -10,14 +11,12 @@ import { tempDir } from '../../worker/fixtures.js';
 import { startS3Shim, type S3Shim } from '../s3-shim.js';
 
 function job(id: string): Job {
-  const now = '2030-01-01T00:00:00.000Z';
-  return {
-    id, tenant: 't1', status: 'starting',
+  return newJob({
+    id, tenant: 't1',
     request: { frames: 8, seed: 1, guidance: 2, steps: 2, init_frames: { count: 0, keys: [] }, webhook_events_filter: [] },
-    model: { name: 'm', sha256: 'a'.repeat(64) },
-    progress: { chunks_done: 0, chunks_total: 2, frames_done: 0, frames_total: 8 },
-    created_at: now, updated_at: now, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false,
-  };
+    manifest: { name: 'm', onnx_sha256: 'a'.repeat(64), chunk_frames: 4 },
+    now: new Date('2030-01-01T00:00:00.000Z'),
+  });
 }
 
 let shim: S3Shim;

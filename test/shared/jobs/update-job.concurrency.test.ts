@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, JobConflictError, readJob, updateJob } from '../../../shared/jobs/job-store.js';
+import { newJob } from '../../../shared/jobs/lifecycle.js';
 import type { Job } from '../../../shared/schemas/job.js';
 import { LocalStore } from '../../../shared/store/local-store.js';
 import type { ObjectStore } from '../../../shared/store/object-store.js';
@@ -17,14 +18,13 @@ const run = promisify(execFile);
 const racer = fileURLToPath(new URL('../fixtures/race-update.ts', import.meta.url));
 
 function job(id: string): Job {
-  const now = new Date().toISOString();
-  return {
-    id, tenant: 't1', status: 'processing',
+  const created = newJob({
+    id, tenant: 't1',
     request: { frames: 8, seed: 1, guidance: 2, steps: 2, init_frames: { count: 0, keys: [] }, webhook_events_filter: [] },
-    model: { name: 'm', sha256: 'a'.repeat(64) },
-    progress: { chunks_done: 0, chunks_total: 2, frames_done: 0, frames_total: 8 },
-    created_at: now, updated_at: now, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false,
-  };
+    manifest: { name: 'm', onnx_sha256: 'a'.repeat(64), chunk_frames: 4 },
+    now: new Date(),
+  });
+  return { ...created, status: 'processing' };
 }
 
 const append = (marker: number) => (j: Job): Job => ({ ...j, metrics: { ...j.metrics, chunk_seconds: [...j.metrics.chunk_seconds, marker] } });
