@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startEmbeddedStack, type EmbeddedStack } from '../scripts/stack.js';
 import { readJob } from '../shared/jobs/job-store.js';
+import { enqueueChunk } from '../shared/jobs/lifecycle.js';
 import { cacheSegmentKey, frameKey, framesPrefix, jobPrefix } from '../shared/keys.js';
 import { isTerminal, type Job } from '../shared/schemas/job.js';
 
@@ -312,8 +313,8 @@ export async function runChaos(cfg: ChaosConfig, opts: { dir?: string; log?: (li
       }
       case 'duplicate_task': {
         const chunk = Math.max(0, job.progress.chunks_done - (rand() < 0.5 ? 1 : 0));
-        const task = { job: job.id, tenant: job.tenant, chunk };
-        await stack.adapters.chunkQueue.send(JSON.stringify(task), { groupId: job.id, dedupId: `chaos-dup-${Date.now()}-${rand()}` });
+        // A second task for a chunk already queued or done, past the queue's deduplication.
+        await enqueueChunk(stack.adapters.chunkQueue, job, chunk, { retry: `chaos-dup-${Date.now()}-${rand()}` });
         break;
       }
       case 'segment_flip': case 'segment_truncate': case 'segment_delete': {
