@@ -28,7 +28,7 @@ export const API_ROUTES = [
   { method: 'GET', path: '/v1/videos', handler: 'listVideos', query: ['cursor', 'limit'] },
   { method: 'GET', path: '/v1/videos/{id}', handler: 'getVideo' },
   { method: 'POST', path: '/v1/videos/{id}/cancel', handler: 'cancelVideo' },
-  { method: 'POST', path: '/v1/videos/{id}/extend', handler: 'extendVideo' },
+  { method: 'POST', path: '/v1/videos/{id}/extend', handler: 'extendVideo', headers: ['Idempotency-Key'] },
   { method: 'GET', path: '/v1/videos/{id}/stream.m3u8', handler: 'getVideoStream' },
   { method: 'GET', path: '/v1/videos/{id}/files/{path+}', handler: 'getVideoFile', embeddedOnly: true },
   { method: 'GET', path: '/v1/webhooks/default/secret', handler: 'webhookSecret' },

@@ -8,7 +8,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer } from '../../functions/local/server.js';
-import { API_ROUTES } from '../../shared/api/routes.js';
+import { API_ROUTES, pathParameters } from '../../shared/api/routes.js';
 import { ensureLocalApiKey } from '../../shared/auth/api-keys.js';
 import { updateJob } from '../../shared/jobs/job-store.js';
 import { frameKey } from '../../shared/keys.js';
@@ -153,6 +153,20 @@ describe('OpenAPI document', () => {
       Object.entries(ops).flatMap(([method, op]) => Object.keys(op.responses).map((s) => `${method.toUpperCase()} ${template} ${s}`)),
     );
     expect([...seen].sort()).toEqual(documented.sort());
+  });
+
+  it('documents the parameters each route of the table declares: path, query and header names', () => {
+    type Param = { name: string; in: string };
+    const ops = doc.paths as Record<string, Record<string, { parameters?: Param[] }>>;
+    for (const route of API_ROUTES.filter((r) => r.path.startsWith('/v1/'))) {
+      const documented = (ops[route.path.replace('{path+}', '{path}')][route.method.toLowerCase()].parameters ?? []).map((p) => `${p.in} ${p.name}`);
+      const declared = [
+        ...pathParameters(route.path).map((n) => `path ${n}`),
+        ...('query' in route ? route.query : []).map((n) => `query ${n}`),
+        ...('headers' in route ? route.headers : []).map((n) => `header ${n}`),
+      ];
+      expect(declared.sort(), `${route.method} ${route.path}`).toEqual(documented.sort());
+    }
   });
 
   it('documents every route the server has, and no other', () => {
