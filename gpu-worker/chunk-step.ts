@@ -31,17 +31,22 @@ import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { firstFrameOf, framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { StepGraph } from './model-session.js';
+import { computeLatentChunk } from './latent-chunk.js';
+import { isLatentModel, type ServedModel } from './served-model.js';
 import { windowBytes, type WindowMemo } from './window-memo.js';
 
-export interface ChunkDeps extends CacheDeps {
+export interface ChunkDeps extends Omit<CacheDeps, 'model'> {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
-  model: StepGraph;
+  /** A format-1 step graph or a format-2 latent model (served-model.ts). */
+  model: ServedModel;
   /** Each job's cache window, kept for its next chunk; absent = always assemble from the store. */
   windowMemo?: WindowMemo;
 }
+
+/** The chunk step's dependencies with a format-1 (pixel-space) model. */
+export type PixelDeps = ChunkDeps & CacheDeps;
 
 export type ChunkOutcome = 'computed' | 'finalized' | 'skipped' | 'canceled';
 
@@ -71,6 +76,52 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
   if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
 
+  // 2-5. The chunk itself, as the model's kind makes it (pixel frames here, latent frames in
+  //      latent-chunk.ts): cache window, denoise, cache write, frames, clean copy, HLS segment.
+  const P = isLatentModel(deps.model)
+    ? await computeLatentChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal)
+    : await computePixelChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal);
+
+  // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
+  const seconds = (performance.now() - started) / 1000;
+  let advanced = false;
+  const updated = await updateJob(store, job.tenant, job.id, (j) => {
+    advanced = false;
+    if (j.progress.chunks_done !== k || isTerminal(j.status)) return null;
+    advanced = true;
+    const now = new Date().toISOString();
+    j.status = 'processing';
+    j.started_at ??= now;
+    j.progress.chunks_done = k + 1;
+    j.progress.frames_done = Math.min(plan.framesTotal, (k + 1) * plan.chunkFrames);
+    j.metrics.chunk_seconds[k] = round3(seconds);
+    if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
+    return j;
+  });
+  // Declined: the job is gone or ended meanwhile (nothing to do), or a duplicate recorded chunk k
+  // first. That duplicate may have died before sending task k+1, so this one makes sure the next
+  // step exists (the send is deduplicated; a finalize is conditional). No event from here.
+  if (!updated) return 'skipped';
+  if (!advanced) {
+    if (isTerminal(updated.job.status) || updated.job.progress.chunks_done <= k) return 'skipped';
+    await resumeAfter(deps, updated.job, plan, k);
+    return 'skipped';
+  }
+  job = updated.job;
+  recordChunkSeconds(seconds);
+  if (k === 0 && job.metrics.queue_wait_s !== undefined) recordQueueWait(job.metrics.queue_wait_s);
+  await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
+  phases.mark('job_update');
+  log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
+
+  // 7. Next chunk, or the end of the video.
+  return resumeAfter(deps, job, plan, k);
+}
+
+/** Chunk k of a format-1 (pixel-space) model; returns the frames its cache window held. */
+async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: number, phases: PhaseTimer, signal?: AbortSignal): Promise<number> {
+  const { store, model } = deps;
+  const m = model.manifest;
   // 2. Conditioning: the K/V of at most P_max earlier frames: the window this worker left after
   //    chunk k-1, or assembled from the newest segments (a damaged one is rebuilt: cache-window.ts).
   const firstFrame = firstFrameOf(plan, k);
@@ -130,41 +181,8 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   ]).then(() => { phases.spans.frames = Math.round(performance.now() - storing); });
   await Promise.all([segment, stream, framesStored]);
   phases.mark('write');
+  return P;
 
-  // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
-  const seconds = (performance.now() - started) / 1000;
-  let advanced = false;
-  const updated = await updateJob(store, job.tenant, job.id, (j) => {
-    advanced = false;
-    if (j.progress.chunks_done !== k || isTerminal(j.status)) return null;
-    advanced = true;
-    const now = new Date().toISOString();
-    j.status = 'processing';
-    j.started_at ??= now;
-    j.progress.chunks_done = k + 1;
-    j.progress.frames_done = Math.min(plan.framesTotal, (k + 1) * l);
-    j.metrics.chunk_seconds[k] = round3(seconds);
-    if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
-    return j;
-  });
-  // Declined: the job is gone or ended meanwhile (nothing to do), or a duplicate recorded chunk k
-  // first. That duplicate may have died before sending task k+1, so this one makes sure the next
-  // step exists (the send is deduplicated; a finalize is conditional). No event from here.
-  if (!updated) return 'skipped';
-  if (!advanced) {
-    if (isTerminal(updated.job.status) || updated.job.progress.chunks_done <= k) return 'skipped';
-    await resumeAfter(deps, updated.job, plan, k);
-    return 'skipped';
-  }
-  job = updated.job;
-  recordChunkSeconds(seconds);
-  if (k === 0 && job.metrics.queue_wait_s !== undefined) recordQueueWait(job.metrics.queue_wait_s);
-  await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
-  phases.mark('job_update');
-  log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
-
-  // 7. Next chunk, or the end of the video.
-  return resumeAfter(deps, job, plan, k);
 }
 
 /** After chunk k is recorded: enqueue k+1 (deduplicated) or finalize. Safe to repeat. */
@@ -193,7 +211,7 @@ async function cancel(deps: ChunkDeps, job: Job): Promise<ChunkOutcome> {
 }
 
 /** The starting frames' K/V (segment "prefix"), computed once by chunk 0. */
-async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Promise<void> {
+async function writePrefixSegment(deps: PixelDeps, job: Job, plan: JobPlan): Promise<void> {
   const { store, model } = deps;
   if (await store.head(cacheSegmentKey(job.tenant, job.id, 'prefix'))) return;
   const keys = job.request.init_frames.keys.map((_, i) => inputFrameKey(job.tenant, job.id, i));
@@ -211,7 +229,7 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
 }
 
 /** Whether this worker keeps the job's window for its next chunk; no window is advanced that would be dropped. */
-function keepsWindow(deps: ChunkDeps, job: Job, plan: JobPlan): boolean {
+function keepsWindow(deps: PixelDeps, job: Job, plan: JobPlan): boolean {
   return deps.windowMemo?.keeps(windowBytes(deps.model.manifest, plan.rows), { job: job.id, model: deps.model.manifest.name, rows: plan.rows }) ?? false;
 }
 
@@ -220,7 +238,7 @@ const jobKey = (job: Job) => `${job.tenant}/${job.id}`;
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
 /** Milliseconds spent in each phase of a chunk, for the debug log. */
-class PhaseTimer {
+export class PhaseTimer {
   readonly spans: Record<string, number> = {};
   private last = performance.now();
 

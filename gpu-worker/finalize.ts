@@ -10,6 +10,8 @@ import { emitJobEvent } from '../shared/webhooks/emit.js';
 import type { ChunkDeps } from './chunk-step.js';
 import { verifySegments } from './cache-window.js';
 import { chunkPngs } from './clean-copy.js';
+import { verifyLatentSegments } from './latent-chunk.js';
+import { isLatentModel } from './served-model.js';
 import { ChunkFailure } from './errors.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 
@@ -23,7 +25,7 @@ export async function finalizeJob(deps: Pick<ChunkDeps, 'store' | 'webhookQueue'
   const pngs = (await Promise.all(chunks.map((k) => chunkPngs(deps, job, k, framesOfChunk(plan, k))))).flat();
   // Segments a worker kept in memory were never read back: a damaged one is rebuilt now, so the
   // store holds a sound cache when the job ends.
-  await verifySegments(deps, job, plan);
+  await (isLatentModel(deps.model) ? verifyLatentSegments({ ...deps, model: deps.model }, job, plan) : verifySegments({ ...deps, model: deps.model }, job, plan));
   const frames = pngsToFrames(pngs, g);
   const video = videoKey(job.tenant, job.id);
   // A continuation also gets the whole video: the frames it continues, then its own.
