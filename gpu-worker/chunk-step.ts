@@ -50,74 +50,6 @@ export type PixelDeps = ChunkDeps & CacheDeps;
 
 export type ChunkOutcome = 'computed' | 'finalized' | 'skipped' | 'canceled';
 
-export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal): Promise<ChunkOutcome> {
-  const { store, model } = deps;
-  const m = model.manifest;
-  const k = task.chunk;
-  const started = performance.now();
-  const phases = new PhaseTimer();
-
-  // 1. The job decides: gone, finished, canceled, or this chunk already done (a redelivery).
-  const current = await readJob(store, task.tenant, task.job);
-  if (!current) return 'skipped';
-  let job = current.job;
-  // Finished already: repeat only the (deduplicated) completion event, in case a crash lost it.
-  if (isTerminal(job.status)) {
-    await emitJobEvent(deps.webhookQueue, job, 'completed');
-    return 'skipped';
-  }
-  if (job.cancel_requested) return cancel(deps, job);
-  const plan = jobPlan(job, m);
-  if (k < job.progress.chunks_done) return resumeAfter(deps, job, plan, k);
-  // One video, one model: a job is made to the end by the model it was accepted for.
-  if (job.model.sha256 !== m.onnx_sha256) {
-    throw new ChunkFailure('model_mismatch', `job was accepted for model ${job.model.name} (${job.model.sha256}); this worker serves ${m.name} (${m.onnx_sha256})`);
-  }
-  if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
-  if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
-
-  // 2-5. The chunk itself, as the model's kind makes it (pixel frames here, latent frames in
-  //      latent-chunk.ts): cache window, denoise, cache write, frames, clean copy, HLS segment.
-  const P = isLatentModel(deps.model)
-    ? await computeLatentChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal)
-    : await computePixelChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal);
-
-  // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
-  const seconds = (performance.now() - started) / 1000;
-  let advanced = false;
-  const updated = await updateJob(store, job.tenant, job.id, (j) => {
-    advanced = false;
-    if (j.progress.chunks_done !== k || isTerminal(j.status)) return null;
-    advanced = true;
-    const now = new Date().toISOString();
-    j.status = 'processing';
-    j.started_at ??= now;
-    j.progress.chunks_done = k + 1;
-    j.progress.frames_done = Math.min(plan.framesTotal, (k + 1) * plan.chunkFrames);
-    j.metrics.chunk_seconds[k] = round3(seconds);
-    if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
-    return j;
-  });
-  // Declined: the job is gone or ended meanwhile (nothing to do), or a duplicate recorded chunk k
-  // first. That duplicate may have died before sending task k+1, so this one makes sure the next
-  // step exists (the send is deduplicated; a finalize is conditional). No event from here.
-  if (!updated) return 'skipped';
-  if (!advanced) {
-    if (isTerminal(updated.job.status) || updated.job.progress.chunks_done <= k) return 'skipped';
-    await resumeAfter(deps, updated.job, plan, k);
-    return 'skipped';
-  }
-  job = updated.job;
-  recordChunkSeconds(seconds);
-  if (k === 0 && job.metrics.queue_wait_s !== undefined) recordQueueWait(job.metrics.queue_wait_s);
-  await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
-  phases.mark('job_update');
-  log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
-
-  // 7. Next chunk, or the end of the video.
-  return resumeAfter(deps, job, plan, k);
-}
-
 /** Chunk k of a format-1 (pixel-space) model; returns the frames its cache window held. */
 async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: number, phases: PhaseTimer, signal?: AbortSignal): Promise<number> {
   const { store, model } = deps;
@@ -182,7 +114,75 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
   await Promise.all([segment, stream, framesStored]);
   phases.mark('write');
   return P;
+}
 
+export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal): Promise<ChunkOutcome> {
+  const { store, model } = deps;
+  const m = model.manifest;
+  const k = task.chunk;
+  const started = performance.now();
+  const phases = new PhaseTimer();
+
+  // 1. The job decides: gone, finished, canceled, or this chunk already done (a redelivery).
+  const current = await readJob(store, task.tenant, task.job);
+  if (!current) return 'skipped';
+  let job = current.job;
+  // Finished already: repeat only the (deduplicated) completion event, in case a crash lost it.
+  if (isTerminal(job.status)) {
+    await emitJobEvent(deps.webhookQueue, job, 'completed');
+    return 'skipped';
+  }
+  if (job.cancel_requested) return cancel(deps, job);
+  const plan = jobPlan(job, m);
+  if (k < job.progress.chunks_done) return resumeAfter(deps, job, plan, k);
+  // One video, one model: a job is made to the end by the model it was accepted for.
+  if (job.model.sha256 !== m.onnx_sha256) {
+    throw new ChunkFailure('model_mismatch', `job was accepted for model ${job.model.name} (${job.model.sha256}); this worker serves ${m.name} (${m.onnx_sha256})`);
+  }
+  if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
+  if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
+
+  // 2-5. The chunk itself, as the model's kind makes it (pixel frames here, latent frames in
+  //      latent-chunk.ts): cache window, denoise, cache write, frames, clean copy, HLS segment.
+  const P = isLatentModel(deps.model)
+    ? await computeLatentChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal)
+    : await computePixelChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal);
+  const l = plan.chunkFrames;
+
+  // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
+  const seconds = (performance.now() - started) / 1000;
+  let advanced = false;
+  const updated = await updateJob(store, job.tenant, job.id, (j) => {
+    advanced = false;
+    if (j.progress.chunks_done !== k || isTerminal(j.status)) return null;
+    advanced = true;
+    const now = new Date().toISOString();
+    j.status = 'processing';
+    j.started_at ??= now;
+    j.progress.chunks_done = k + 1;
+    j.progress.frames_done = Math.min(plan.framesTotal, (k + 1) * l);
+    j.metrics.chunk_seconds[k] = round3(seconds);
+    if (k === 0) j.metrics.queue_wait_s = round3(Math.max(0, (Date.now() - Date.parse(j.created_at)) / 1000 - seconds));
+    return j;
+  });
+  // Declined: the job is gone or ended meanwhile (nothing to do), or a duplicate recorded chunk k
+  // first. That duplicate may have died before sending task k+1, so this one makes sure the next
+  // step exists (the send is deduplicated; a finalize is conditional). No event from here.
+  if (!updated) return 'skipped';
+  if (!advanced) {
+    if (isTerminal(updated.job.status) || updated.job.progress.chunks_done <= k) return 'skipped';
+    await resumeAfter(deps, updated.job, plan, k);
+    return 'skipped';
+  }
+  job = updated.job;
+  recordChunkSeconds(seconds);
+  if (k === 0 && job.metrics.queue_wait_s !== undefined) recordQueueWait(job.metrics.queue_wait_s);
+  await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
+  phases.mark('job_update');
+  log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
+
+  // 7. Next chunk, or the end of the video.
+  return resumeAfter(deps, job, plan, k);
 }
 
 /** After chunk k is recorded: enqueue k+1 (deduplicated) or finalize. Safe to repeat. */

@@ -135,9 +135,9 @@ export function latentWindowBudget(m: ManifestV2, memory = os.totalmem()): numbe
   return Math.max(0, Math.floor(memory / 4 - 2 * latentWindowBytes(m)));
 }
 
-/** Bytes of one full window as the worker keeps it: P_max frames of temporal K/V and a chunk of spatial K/V, floats. */
+/** Bytes of the largest window the worker keeps: P_max frames of temporal K/V and the spatial K/V of a chunk or of up to P_max starting frames, floats. */
 export function latentWindowBytes(m: ManifestV2): number {
-  return (m.p_max + m.chunk_frames) * kvFrameFloats(m) * 4;
+  return (m.p_max + Math.max(m.p_max, m.chunk_frames)) * kvFrameFloats(m) * 4;
 }
 
 // ---- the starting frames ----
