@@ -143,4 +143,21 @@ describe('a latent model through the job pipeline', () => {
     expect(done.repairs?.map((r) => [r.object, r.from])).toEqual([['cache/prefix.kv', 'input']]);
     expectSameAsInMemory(await outputs(stack, job));
   }, 120_000);
+
+  it('fails the job, naming what is gone, when a lost segment\'s latents are damaged too', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, windowMemoBytes: 0 });
+    for (let k = 0; k < 3; k++) expect(await worker.processNext()).toBe('computed');
+    await stack.store.delete(cacheSegmentKey(job.tenant, job.id, 1));
+    const latents = Buffer.from((await stack.store.get(latentsKey(job, 1)))!.body);
+    latents[latents.length - 1] ^= 0x01;
+    await stack.store.put(latentsKey(job, 1), latents);
+    expect(await worker.processNext()).toBe('failed');
+    await worker.close();
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toBe('cache_missing');
+    expect(done.error?.message).toContain('latents of chunk 1');
+  }, 60_000);
 });
