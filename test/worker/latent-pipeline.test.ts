@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateLatentVideo } from '../../gpu-worker/latent-generate.js';
 import { decodeLatents, latentsKey } from '../../gpu-worker/latent-chunk.js';
 import { LatentModelSession } from '../../gpu-worker/latent-session.js';
+import { runChunkStep } from '../../gpu-worker/chunk-step.js';
 import { ChunkWorker } from '../../gpu-worker/worker.js';
-import { createJob, readJob } from '../../shared/jobs/job-store.js';
+import { createJob, readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey } from '../../shared/keys.js';
 import { framesToPngs, pngToFrame } from '../../shared/media/png.js';
 import { f16ToF32, f32ToF16 } from '../../shared/cache/f16.js';
@@ -159,5 +160,21 @@ describe('a latent model through the job pipeline', () => {
     expect(done.status).toBe('failed');
     expect(done.error?.code).toBe('cache_missing');
     expect(done.error?.message).toContain('latents of chunk 1');
+  }, 60_000);
+
+  it('makes the same bytes when a chunk\'s task runs again after a crash before the job advanced', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, windowMemoBytes: 0 });
+    for (let k = 0; k < 3; k++) expect(await worker.processNext()).toBe('computed');
+    await worker.close();
+    const objects = [latentsKey(job, 2), frameKey(job.tenant, job.id, 2, 0), frameKey(job.tenant, job.id, 2, 1), cacheSegmentKey(job.tenant, job.id, 2)];
+    const before = await Promise.all(objects.map(async (key) => (await stack.store.get(key))!.body));
+    // As if the worker had died after storing chunk 2 and before recording it: the job says 2 chunks done.
+    await updateJob(stack.store, job.tenant, job.id, (j) => { j.progress.chunks_done = 2; return j; });
+    await Promise.all(objects.slice(0, 3).map((key) => stack.store.delete(key)));
+    expect(await runChunkStep({ ...stack, model }, { job: job.id, tenant: job.tenant, chunk: 2 })).toBe('computed');
+    const after = await Promise.all(objects.map(async (key) => (await stack.store.get(key))!.body));
+    after.forEach((body, i) => expect(body.equals(before[i]), objects[i]).toBe(true));
   }, 60_000);
 });
