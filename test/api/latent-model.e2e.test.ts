@@ -52,6 +52,12 @@ async function finished(id: string): Promise<{ status: string; input: { steps: n
 }
 
 describe('the embedded stack with a latent model', () => {
+  it('describes the served model in its OpenAPI document', async () => {
+    const res = await api('/v1/openapi.json');
+    expect(res.status).toBe(200);
+    expect(JSON.stringify(await res.json())).toContain(`Serving model ${stack.model.manifest.name}: 64x64 frames, chunks of 2, unconditional.`);
+  });
+
   it('refuses what the model cannot do, naming the field', async () => {
     const cases: [unknown, string][] = [
       [{ frames: 4, guidance: 3, init_frames: [startImage()] }, 'guidance'],
