@@ -32,46 +32,29 @@ import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { finalizeJob } from './finalize.js';
 import { firstFrameOf, framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { StepGraph } from './model-session.js';
+import { computeLatentChunk } from './latent-chunk.js';
+import { isLatentModel, type ServedModel } from './served-model.js';
 import { windowBytes, type WindowMemo } from './window-memo.js';
 
-export interface ChunkDeps extends CacheDeps {
+export interface ChunkDeps extends Omit<CacheDeps, 'model'> {
   store: ObjectStore;
   chunkQueue: TaskQueue;
   webhookQueue: TaskQueue;
-  model: StepGraph;
+  /** A format-1 step graph or a format-2 latent model (served-model.ts). */
+  model: ServedModel;
   /** Each job's cache window, kept for its next chunk; absent = always assemble from the store. */
   windowMemo?: WindowMemo;
 }
 
+/** The chunk step's dependencies with a format-1 (pixel-space) model. */
+export type PixelDeps = ChunkDeps & CacheDeps;
+
 export type ChunkOutcome = 'computed' | 'finalized' | 'skipped' | 'canceled';
 
-export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal): Promise<ChunkOutcome> {
+/** Chunk k of a format-1 (pixel-space) model; returns the frames its cache window held. */
+async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: number, phases: PhaseTimer, signal?: AbortSignal): Promise<number> {
   const { store, model } = deps;
   const m = model.manifest;
-  const k = task.chunk;
-  const started = performance.now();
-  const phases = new PhaseTimer();
-
-  // 1. The job decides: gone, finished, canceled, or this chunk already done (a redelivery).
-  const current = await readJob(store, task.tenant, task.job);
-  if (!current) return 'skipped';
-  let job = current.job;
-  // Finished already: repeat only the (deduplicated) completion event, in case a crash lost it.
-  if (isTerminal(job.status)) {
-    await emitJobEvent(deps.webhookQueue, job, 'completed');
-    return 'skipped';
-  }
-  if (job.cancel_requested) return cancel(deps, job);
-  const plan = jobPlan(job, m);
-  if (k < job.progress.chunks_done) return resumeAfter(deps, job, plan, k);
-  // One video, one model: a job is made to the end by the model it was accepted for.
-  if (job.model.sha256 !== m.onnx_sha256) {
-    throw new ChunkFailure('model_mismatch', `job was accepted for model ${job.model.name} (${job.model.sha256}); this worker serves ${m.name} (${m.onnx_sha256})`);
-  }
-  if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
-  if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
-
   // 2. Conditioning: the K/V of at most P_max earlier frames: the window this worker left after
   //    chunk k-1, or assembled from the newest segments (a damaged one is rebuilt: cache-window.ts).
   const firstFrame = firstFrameOf(plan, k);
@@ -131,6 +114,41 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   ]).then(() => { phases.spans.frames = Math.round(performance.now() - storing); });
   await Promise.all([segment, stream, framesStored]);
   phases.mark('write');
+  return P;
+}
+
+export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal): Promise<ChunkOutcome> {
+  const { store, model } = deps;
+  const m = model.manifest;
+  const k = task.chunk;
+  const started = performance.now();
+  const phases = new PhaseTimer();
+
+  // 1. The job decides: gone, finished, canceled, or this chunk already done (a redelivery).
+  const current = await readJob(store, task.tenant, task.job);
+  if (!current) return 'skipped';
+  let job = current.job;
+  // Finished already: repeat only the (deduplicated) completion event, in case a crash lost it.
+  if (isTerminal(job.status)) {
+    await emitJobEvent(deps.webhookQueue, job, 'completed');
+    return 'skipped';
+  }
+  if (job.cancel_requested) return cancel(deps, job);
+  const plan = jobPlan(job, m);
+  if (k < job.progress.chunks_done) return resumeAfter(deps, job, plan, k);
+  // One video, one model: a job is made to the end by the model it was accepted for.
+  if (job.model.sha256 !== m.onnx_sha256) {
+    throw new ChunkFailure('model_mismatch', `job was accepted for model ${job.model.name} (${job.model.sha256}); this worker serves ${m.name} (${m.onnx_sha256})`);
+  }
+  if (k > job.progress.chunks_done) throw new OutOfOrderError(job.id, k, job.progress.chunks_done);
+  if (k === 0) await emitJobEvent(deps.webhookQueue, job, 'start');
+
+  // 2-5. The chunk itself, as the model's kind makes it (pixel frames here, latent frames in
+  //      latent-chunk.ts): cache window, denoise, cache write, frames, clean copy, HLS segment.
+  const P = isLatentModel(deps.model)
+    ? await computeLatentChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal)
+    : await computePixelChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal);
+  const l = plan.chunkFrames;
 
   // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
   const seconds = (performance.now() - started) / 1000;
@@ -184,7 +202,7 @@ async function cancel(deps: ChunkDeps, job: Job): Promise<ChunkOutcome> {
 }
 
 /** The starting frames' K/V (segment "prefix"), computed once by chunk 0. */
-async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Promise<void> {
+async function writePrefixSegment(deps: PixelDeps, job: Job, plan: JobPlan): Promise<void> {
   const { store, model } = deps;
   if (await store.head(cacheSegmentKey(job.tenant, job.id, 'prefix'))) return;
   const keys = job.request.init_frames.keys.map((_, i) => inputFrameKey(job.tenant, job.id, i));
@@ -202,7 +220,7 @@ async function writePrefixSegment(deps: ChunkDeps, job: Job, plan: JobPlan): Pro
 }
 
 /** Whether this worker keeps the job's window for its next chunk; no window is advanced that would be dropped. */
-function keepsWindow(deps: ChunkDeps, job: Job, plan: JobPlan): boolean {
+function keepsWindow(deps: PixelDeps, job: Job, plan: JobPlan): boolean {
   return deps.windowMemo?.keeps(windowBytes(deps.model.manifest, plan.rows), { job: job.id, model: deps.model.manifest.name, rows: plan.rows }) ?? false;
 }
 
@@ -211,7 +229,7 @@ const jobKey = (job: Job) => `${job.tenant}/${job.id}`;
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
 /** Milliseconds spent in each phase of a chunk, for the debug log. */
-class PhaseTimer {
+export class PhaseTimer {
   readonly spans: Record<string, number> = {};
   private last = performance.now();
 

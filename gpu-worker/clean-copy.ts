@@ -15,7 +15,7 @@ import { updateJob } from '../shared/jobs/job-store.js';
 import { CACHE_SEGMENT_TAGS, frameKey, framesPrefix, jobPrefix } from '../shared/keys.js';
 import { FrameSizeError, PngDecodeError } from '../shared/media/errors.js';
 import { framesToPngs, pngToFrame } from '../shared/media/png.js';
-import { frameFloats } from '../shared/model/manifest.js';
+import { frameFloats, type Manifest } from '../shared/model/manifest.js';
 import { countCacheRebuild } from '../shared/observability/metrics.js';
 import type { Job, JobRepair } from '../shared/schemas/job.js';
 import { PreconditionFailedError } from '../shared/store/errors.js';
@@ -23,11 +23,11 @@ import type { ObjectStore } from '../shared/store/object-store.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
-import type { StepGraph } from './model-session.js';
 
 export interface CleanCopyDeps {
   store: ObjectStore;
-  model: Pick<StepGraph, 'manifest'>;
+  /** Only the frame geometry: the RGB (or grey) frames a chunk shows, whatever space the model works in. */
+  model: { manifest: Pick<Manifest, 'frame'> };
 }
 
 const MAGIC = 'CA2VDMF1';
@@ -92,7 +92,7 @@ export async function readCleanCopy(deps: CleanCopyDeps, job: Job, chunk: number
  * The `count` frames of chunk k as the cache-write pass needs them: from the copy, else (last
  * resort, approximate) decoded from the PNG frames. Frames that are gone or unreadable fail the job.
  */
-export async function chunkFramesForRebuild(deps: CleanCopyDeps, job: Job, chunk: number, count: number): Promise<{ frames: Float32Array; from: JobRepair['from'] }> {
+export async function chunkFramesForRebuild(deps: CleanCopyDeps, job: Job, chunk: number, count: number): Promise<{ frames: Float32Array; from: Extract<JobRepair['from'], 'clean_copy' | 'png'> }> {
   const copy = await readCleanCopy(deps, job, chunk, count);
   if (copy) return { frames: copy, from: 'clean_copy' };
   const per = frameFloats(deps.model.manifest);

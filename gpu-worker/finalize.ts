@@ -7,10 +7,12 @@ import { pngsToFrames } from '../shared/media/png.js';
 import type { Job } from '../shared/schemas/job.js';
 import { verifySegments, type CacheDeps } from './cache-window.js';
 import { chunkPngs } from './clean-copy.js';
+import { verifyLatentSegments } from './latent-chunk.js';
+import { isLatentModel, type ServedModel } from './served-model.js';
 import { ChunkFailure } from './errors.js';
 import { framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 
-export type FinalizeDeps = Pick<CacheDeps, 'store' | 'model'> & EndJobDeps;
+export type FinalizeDeps = Pick<CacheDeps, 'store'> & { model: ServedModel } & EndJobDeps;
 
 /** Encodes output/video.mp4 (H.264) and output/preview.gif from the stored frames; marks the job succeeded (canceled if a cancel came meanwhile). */
 export async function finalizeJob(deps: FinalizeDeps, job: Job, plan: JobPlan) {
@@ -22,7 +24,7 @@ export async function finalizeJob(deps: FinalizeDeps, job: Job, plan: JobPlan) {
   const pngs = (await Promise.all(chunks.map((k) => chunkPngs(deps, job, k, framesOfChunk(plan, k))))).flat();
   // Segments a worker kept in memory were never read back: a damaged one is rebuilt now, so the
   // store holds a sound cache when the job ends.
-  await verifySegments(deps, job, plan);
+  await (isLatentModel(deps.model) ? verifyLatentSegments({ ...deps, model: deps.model }, job, plan) : verifySegments({ ...deps, model: deps.model }, job, plan));
   const frames = pngsToFrames(pngs, g);
   const video = videoKey(job.tenant, job.id);
   // A continuation also gets the whole video: the frames it continues, then its own.
@@ -48,7 +50,7 @@ export async function finalizeJob(deps: FinalizeDeps, job: Job, plan: JobPlan) {
 }
 
 /** The PNG frames a continuation stands on, in order: each ancestor's first frames, as far as its child continues it. */
-async function lineagePngs(deps: Pick<CacheDeps, 'store' | 'model'>, job: Job): Promise<Buffer[]> {
+async function lineagePngs(deps: Pick<FinalizeDeps, 'store' | 'model'>, job: Job): Promise<Buffer[]> {
   if (!job.parent) return [];
   const found = await readJob(deps.store, job.tenant, job.parent.id);
   if (!found) throw new ChunkFailure('parent_missing', `video ${job.parent.id}, which this job continues, is gone`);

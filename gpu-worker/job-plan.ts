@@ -1,6 +1,7 @@
 import type { FrameGeometry } from '../shared/media/raster.js';
 import { resolveLabel } from '../shared/model/labels.js';
 import { nullLabel, type Manifest } from '../shared/model/manifest.js';
+import type { ServedManifest } from '../shared/model/served.js';
 import type { Job } from '../shared/schemas/job.js';
 import { ChunkFailure } from './errors.js';
 
@@ -20,7 +21,7 @@ export interface JobPlan {
   labels: number[];
 }
 
-export function jobPlan(job: Job, m: Manifest): JobPlan {
+export function jobPlan(job: Job, m: ServedManifest): JobPlan {
   const { request } = job;
   // A job is cut in the chunk length it was accepted with. Jobs from before that was recorded were
   // accepted in the model's trained length, which every earlier manifest served. The same graph
@@ -36,7 +37,7 @@ export function jobPlan(job: Job, m: Manifest): JobPlan {
     throw new ChunkFailure('bad_request', `${initFrames} starting frames exceed the model's window of ${m.p_max}`);
   }
   const label = labelIndex(request.label, m);
-  const nul = nullLabel(m);
+  const nul = m.format === 1 ? nullLabel(m) : undefined;
   const guided = label !== undefined && nul !== undefined && m.guidance.supported && request.guidance !== 1;
   const labels = guided ? [label, nul] : [label ?? nul ?? 0];
   return {
@@ -63,13 +64,13 @@ export function framesOfChunk(plan: Pick<JobPlan, 'chunkFrames' | 'framesTotal'>
 }
 
 /** The job's label as a class index; a label the model does not know fails the job. */
-function labelIndex(label: number | string | undefined, m: Manifest): number | undefined {
+function labelIndex(label: number | string | undefined, m: Pick<ServedManifest, 'labels'>): number | undefined {
   if (label === undefined) return undefined;
   const index = resolveLabel(m, label);
   if (index === null) throw new ChunkFailure('bad_request', `unknown label ${JSON.stringify(label)}`);
   return index;
 }
 
-export function geometry(m: Manifest): FrameGeometry {
+export function geometry(m: Pick<Manifest, 'frame'>): FrameGeometry {
   return { channels: m.frame.channels, height: m.frame.height, width: m.frame.width, range: m.frame.range };
 }

@@ -60,13 +60,7 @@ export async function generateLatentVideo(
   const sched = iddpmSchedule(m.schedule.alphas_cumprod, opts.steps ?? m.default_steps);
   const frameLatent = m.latent.channels * m.latent.height * m.latent.width;
   const kvFrame = m.depth * 2 * rows * m.tokens_per_frame * m.width;
-  const [sa, s1a] = contextCoefs(m, sched);
-  const context = (z: Float32Array, chunk: number) => {
-    if (m.context_t === 0) return z;
-    const out = gaussianNoise(z.length, { seed: opts.seed, chunk, stream: 1 });
-    for (let i = 0; i < z.length; i++) out[i] = Math.fround(Math.fround(sa * z[i]) + Math.fround(s1a * out[i]));
-    return out;
-  };
+  const context = (z: Float32Array, chunk: number) => contextLatents(m, sched, z, opts.seed, chunk);
 
   async function write(caches: Caches, z: Float32Array, start: number): Promise<void> {
     const n = z.length / frameLatent;
@@ -118,6 +112,18 @@ export async function generateLatentVideo(
   }
   const all = concat(latents);
   return { latents: all, frames: await model.decode(all, made), count: made };
+}
+
+/**
+ * Conditioning latents `z` as the cache write sees them: noised at context_t with the noise of
+ * (seed, chunk, stream 1), chunk -1 for the starting frames; `z` itself when context_t is 0.
+ */
+export function contextLatents(m: ManifestV2, sched: IddpmSchedule, z: Float32Array, seed: number, chunk: number): Float32Array {
+  if (m.context_t === 0) return z;
+  const [sa, s1a] = contextCoefs(m, sched);
+  const out = gaussianNoise(z.length, { seed, chunk, stream: 1 });
+  for (let i = 0; i < z.length; i++) out[i] = Math.fround(Math.fround(sa * z[i]) + Math.fround(s1a * out[i]));
+  return out;
 }
 
 /** sqrt(a), sqrt(1 - a) of the context noise: the respaced table's entry when context_t is kept, as the official inference noises. */

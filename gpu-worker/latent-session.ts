@@ -25,6 +25,9 @@ export interface LatentStepOutput {
 
 /** A format-2 model: the step graph with both caches, and the VAE graphs around it. */
 export class LatentModelSession {
+  /** The graphs run on the CPU execution provider. */
+  readonly provider = 'cpu' as const;
+
   private constructor(
     readonly manifest: ManifestV2,
     private readonly step: ort.InferenceSession,

@@ -10,17 +10,18 @@
 import { adaptersFromEnv } from './adapters.js';
 import { DEFAULT_MODEL_DIR } from './defaults.js';
 import { log } from './log.js';
-import { ModelSession, type ProviderName } from './model-session.js';
-import { selfCheck } from './self-check.js';
+import type { ProviderName } from './model-session.js';
+import { isLatentModel, openServedModel } from './served-model.js';
+import { latentSelfCheck, selfCheck } from './self-check.js';
 import { ChunkWorker } from './worker.js';
 
 async function main(argv: string[]): Promise<number> {
   const modelDir = process.env.MODEL_DIR ?? DEFAULT_MODEL_DIR;
   const provider = (process.env.ORT_PROVIDER ?? 'cpu') as ProviderName;
   const threads = process.env.ORT_THREADS ? Number(process.env.ORT_THREADS) : undefined;
-  const model = await ModelSession.open(modelDir, provider, threads);
+  const model = await openServedModel(modelDir, provider, threads);
   if (argv.includes('--self-check')) {
-    const result = await selfCheck(model);
+    const result = isLatentModel(model) ? await latentSelfCheck(model) : await selfCheck(model);
     log.info('self-check passed', result);
     await model.release();
     return 0;

@@ -4,7 +4,9 @@ import { ChunkTaskSchema, type ChunkTask } from '../shared/schemas/chunk-task.js
 import { runChunkStep, type ChunkDeps, type ChunkOutcome } from './chunk-step.js';
 import { ChunkFailure, OutOfOrderError } from './errors.js';
 import { VisibilityHeartbeat } from './heartbeat.js';
+import { latentWindowBudget } from './latent-chunk.js';
 import { log } from './log.js';
+import { isLatentModel } from './served-model.js';
 import { TaskProtection } from './task-protection.js';
 import { SegmentWrites } from './segment-io.js';
 import { defaultWindowBudget, WindowMemo } from './window-memo.js';
@@ -53,7 +55,7 @@ export class ChunkWorker {
   private readonly segmentWrites = new SegmentWrites();
 
   constructor(private readonly opts: WorkerOptions) {
-    const memoBytes = opts.windowMemoBytes ?? defaultWindowBudget(opts.model.manifest);
+    const memoBytes = opts.windowMemoBytes ?? (isLatentModel(opts.model) ? latentWindowBudget(opts.model.manifest) : defaultWindowBudget(opts.model.manifest));
     this.deps = {
       ...opts,
       windowMemo: memoBytes > 0 ? new WindowMemo(memoBytes) : undefined,

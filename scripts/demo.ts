@@ -2,6 +2,8 @@
  * `npm run demo`: the whole product on one machine, no AWS. Starts the embedded stack, submits a
  * 64-frame job through the HTTP API (continuing 4 given frames), shows progress as chunks finish,
  * receives the signed `completed` webhook, and writes out/demo.mp4 and out/demo.gif.
+ * MODEL_DIR serves another model: a latent (format-2) one continues one drawn starting image,
+ * unconditionally (e.g. MODEL_DIR=model/artifacts/official-tiny-random).
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -9,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ca2vdmClient } from '../shared/api/client.js';
+import { framesToPngs } from '../shared/media/png.js';
 import { verifyWebhook } from '../shared/webhooks/signature.js';
 import { startEmbeddedStack } from './stack.js';
 
@@ -47,22 +50,28 @@ const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`
 // 1. The stack, in a fresh data folder.
 const dataDir = path.join(ROOT, '.data', 'demo');
 await rm(dataDir, { recursive: true, force: true });
-const stack = await startEmbeddedStack({ dataDir, port: 0, allowLoopbackWebhooks: true });
+const stack = await startEmbeddedStack({ dataDir, port: 0, allowLoopbackWebhooks: true, ...(process.env.MODEL_DIR ? { modelDir: process.env.MODEL_DIR } : {}) });
 const client = new Ca2vdmClient({ baseUrl: stack.url, apiKey: stack.apiKey });
 secret = (await client.webhookSecret()).key;
 stage('start the stack (model load, API, worker)');
 console.log(`embedded stack at ${stack.url} (model ${stack.model.manifest.name}, ${stack.model.provider} execution provider)`);
 
-// 2. Submit: continue 4 frames of a bouncing-ball video made by the training data generator.
+// 2. Submit: continue 4 frames of a bouncing-ball video made by the training data generator (the
+//    shipped model), or, for a latent model, one drawn starting image of the model's size.
 const assets = path.join(ROOT, 'scripts', 'assets');
-const meta = JSON.parse(await readFile(path.join(assets, 'demo-init.json'), 'utf8')) as { label: string };
-const init = await Promise.all([0, 1, 2, 3].map((i) => readFile(path.join(assets, `demo-init-${i}.png`))));
+const latent = stack.model.manifest.format === 2;
+const meta = latent
+  ? { label: undefined }
+  : JSON.parse(await readFile(path.join(assets, 'demo-init.json'), 'utf8')) as { label: string };
+const init = latent
+  ? framesToPngs(drawnStart(stack.model.manifest.frame.width, stack.model.manifest.frame.height), stack.model.manifest.frame)
+  : await Promise.all([0, 1, 2, 3].map((i) => readFile(path.join(assets, `demo-init-${i}.png`))));
 const job = await client.createVideo({
-  frames: FRAMES, label: meta.label, seed: 7, init_frames: init.map((b) => b.toString('base64')),
+  frames: FRAMES, ...(meta.label !== undefined ? { label: meta.label } : {}), seed: 7, init_frames: init.map((b) => b.toString('base64')),
   webhook: hook, webhook_events_filter: ['completed'],
 });
 stage('submit through the HTTP API');
-console.log(`job ${job.id}: ${FRAMES} frames after 4 given ones, label "${meta.label}"`);
+console.log(`job ${job.id}: ${FRAMES} frames after ${init.length} given ${init.length === 1 ? 'one' : 'ones'}${meta.label !== undefined ? `, label "${meta.label}"` : ''}`);
 
 // 3. Progress as chunks finish.
 const bar = (done: number, total: number) => {
@@ -99,3 +108,16 @@ console.log('\nstage seconds:');
 for (const [name, s] of stages) console.log(`  ${s.toFixed(2).padStart(7)}  ${name}`);
 console.log(`  ${((performance.now() - t0) / 1000).toFixed(2).padStart(7)}  total`);
 console.log(`chunks: ${chunkSeconds.length}, ${mean.toFixed(2)} s each on average (first ${chunkSeconds[0]?.toFixed(2)} s, last ${chunkSeconds.at(-1)?.toFixed(2)} s), queue wait ${final.metrics.queue_wait_s ?? 0} s`);
+
+/** A starting image for a latent model: a warm disc over a sky-like gradient, RGB in [-1, 1], [3, H, W]. */
+function drawnStart(width: number, height: number): Float32Array {
+  const out = new Float32Array(3 * width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const inDisc = (x - width * 0.35) ** 2 + (y - height * 0.6) ** 2 < (width * 0.18) ** 2;
+      const rgb = inDisc ? [0.9, 0.5, -0.3] : [-0.6 + y / height, -0.2 + 0.6 * y / height, 0.8];
+      rgb.forEach((v, c) => { out[c * width * height + y * width + x] = v; });
+    }
+  }
+  return out;
+}

@@ -10,7 +10,9 @@ import { startApiServer } from '../functions/local/server.js';
 import { localAdapters, type Adapters } from '../gpu-worker/adapters.js';
 import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
 import { log } from '../gpu-worker/log.js';
-import { ModelSession, type ProviderName } from '../gpu-worker/model-session.js';
+import type { LatentModelSession } from '../gpu-worker/latent-session.js';
+import type { ModelSession, ProviderName } from '../gpu-worker/model-session.js';
+import { openServedModel } from '../gpu-worker/served-model.js';
 import { ChunkWorker, type TaskEvent } from '../gpu-worker/worker.js';
 import { DEFAULT_API_CONFIG } from '../shared/api/config.js';
 import { ensureLocalApiKey } from '../shared/auth/api-keys.js';
@@ -39,7 +41,8 @@ export interface EmbeddedStack {
   apiKey: string;
   tenant: string;
   keyCreated: boolean;
-  model: ModelSession;
+  /** The served model: a format-1 step graph, or a format-2 latent model (MODEL_DIR picks either). */
+  model: ModelSession | LatentModelSession;
   adapters: Adapters;
   close(): Promise<void>;
 }
@@ -55,6 +58,7 @@ export function embeddedOptionsFromEnv(env: NodeJS.ProcessEnv): EmbeddedStackOpt
   };
   return {
     dataDir: env.DATA_DIR ?? '.data',
+    ...(env.MODEL_DIR ? { modelDir: env.MODEL_DIR } : {}),
     port: num('PORT', 8080, 0), // 0: any free port
     workers: num('WORKERS', 1),
     provider: (env.ORT_PROVIDER ?? 'cpu') as ProviderName,
@@ -68,7 +72,7 @@ export function embeddedOptionsFromEnv(env: NodeJS.ProcessEnv): EmbeddedStackOpt
 export async function startEmbeddedStack(opts: EmbeddedStackOptions): Promise<EmbeddedStack> {
   await mkdir(opts.dataDir, { recursive: true });
   const adapters = localAdapters(opts.dataDir);
-  const model = await ModelSession.open(opts.modelDir ?? DEFAULT_MODEL_DIR, opts.provider ?? 'cpu');
+  const model = await openServedModel(opts.modelDir ?? DEFAULT_MODEL_DIR, opts.provider ?? 'cpu');
   const { key, tenant, created } = await ensureLocalApiKey(adapters.store);
   // The CLI reads the key from here when none is given.
   await writeFile(path.join(opts.dataDir, 'api-key'), key + '\n', { mode: 0o600 });

@@ -15,10 +15,13 @@ ca2vdm embedded stack
   API key   ${stack.apiKey}   (tenant ${stack.tenant}${stack.keyCreated ? ', created now' : ''}; also in ${process.env.DATA_DIR ?? '.data'}/api-key)
   model     ${m.name}: ${m.frame.width}x${m.frame.height}, ${m.chunk_frames} frames per chunk, labels ${JSON.stringify(m.labels)} (${stack.model.provider})
 
+${m.format === 2 ? `  a latent model: every request gives 1 to ${m.p_max} starting images (init_frames, ${m.frame.width}x${m.frame.height} PNG)
   curl -X POST ${stack.url}/v1/videos -H "Authorization: Bearer ${stack.apiKey}" \\
+       -H 'content-type: application/json' -d '{"frames": 32, "seed": 1, "init_frames": ["<base64 PNG>"]}'
+` : `  curl -X POST ${stack.url}/v1/videos -H "Authorization: Bearer ${stack.apiKey}" \\
        -H 'content-type: application/json' -d '{"frames": 32, "label": "2 balls", "seed": 1}'
   npx ca2vdm generate --frames 32 --label "2 balls" --out video.mp4
-
+`}
 Ctrl-C stops (the chunk in flight finishes first).
 `);
 let stopping = false;

@@ -3,7 +3,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { apiConfigFromEnv } from '../../shared/api/config.js';
 import type { ApiDeps } from '../../shared/api/types.js';
-import { parseManifest } from '../../shared/model/manifest.js';
+import { parseServedManifest } from '../../shared/model/served.js';
 import { SqsQueue } from '../../shared/queue/sqs-queue.js';
 import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import { S3Store } from '../../shared/store/s3-store.js';
@@ -33,7 +33,7 @@ export const aws = {
     apiDeps ??= {
       store: aws.store(),
       chunkQueue: aws.chunkQueue(),
-      manifest: parseManifest(
+      manifest: parseServedManifest(
         JSON.parse(process.env.MODEL_MANIFEST_JSON ?? readFileSync(required('MODEL_MANIFEST_PATH'), 'utf8')),
         process.env.MODEL_MANIFEST_PATH ?? 'MODEL_MANIFEST_JSON',
       ),

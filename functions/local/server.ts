@@ -6,7 +6,7 @@ import type { ApiConfig } from '../../shared/api/config.js';
 import { MethodNotAllowedError, PayloadTooLargeError, RouteNotFoundError } from '../../shared/api/errors.js';
 import { API_ROUTES, pathParameters, type ApiHandlerId } from '../../shared/api/routes.js';
 import type { ApiDeps } from '../../shared/api/types.js';
-import type { Manifest } from '../../shared/model/manifest.js';
+import type { ServedManifest } from '../../shared/model/served.js';
 import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { makeCancelVideoHandler } from '../cancel-video.js';
@@ -27,7 +27,7 @@ export interface ApiServerOptions {
   chunkQueue: TaskQueue;
   /** Not used by the API itself (the worker sends events); kept so the embedded stack passes one set. */
   webhookQueue: TaskQueue;
-  manifest: Manifest;
+  manifest: ServedManifest;
   config: ApiConfig;
   port?: number;
   /** Loopback only by default. */

@@ -4,7 +4,7 @@
  * field. Limits follow the serving model and the config, so each deployment describes itself.
  */
 import { z } from 'zod';
-import type { Manifest } from '../model/manifest.js';
+import type { ServedManifest } from '../model/served.js';
 import type { ApiConfig } from './config.js';
 import { ApiErrorBodySchema } from './errors.js';
 import { CancelVideoResponseSchema, ListVideosResponseSchema, PublicJobSchema, PublicJobSummarySchema, WebhookSecretResponseSchema } from './render.js';
@@ -20,7 +20,7 @@ export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSch
 }
 
 /** The components every path refers to, by name. */
-export function componentSchemas(manifest: Manifest, config: ApiConfig): Record<string, JsonSchema> {
+export function componentSchemas(manifest: ServedManifest, config: ApiConfig): Record<string, JsonSchema> {
   return {
     CreateVideoRequest: jsonSchemaOf(createVideoBodySchema(manifest, config), 'input'),
     ExtendVideoRequest: jsonSchemaOf(extendVideoBodySchema(manifest, config), 'input'),
@@ -52,7 +52,7 @@ const jobCreated = (what: string) => ({
 });
 
 /** The whole document; `serverUrl` is the API's base URL as the caller sees it. */
-export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl: string): JsonSchema {
+export function openApiDocument(manifest: ServedManifest, config: ApiConfig, serverUrl: string): JsonSchema {
   const keyed = [{ bearer: [] }, { apiKey: [] }];
   return {
     openapi: '3.1.0',
@@ -211,7 +211,7 @@ export function openApiDocument(manifest: Manifest, config: ApiConfig, serverUrl
  * same document, without what draft 4 does not know. Unknown fields pass the gateway so that the
  * handler, which refuses them too, can name the field in its error.
  */
-export function apiGatewayRequestModel(manifest: Manifest, config: ApiConfig): JsonSchema {
+export function apiGatewayRequestModel(manifest: ServedManifest, config: ApiConfig): JsonSchema {
   const { additionalProperties: _, ...schema } = jsonSchemaOf(createVideoBodySchema(manifest, config), 'input');
   return schema;
 }

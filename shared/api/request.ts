@@ -3,7 +3,7 @@ import { SAFE_ID_PATTERN, UPLOAD_ID_PATTERN } from '../schemas/ids.js';
 import { WebhookUrlSchema } from '../schemas/job.js';
 import { WEBHOOK_EVENT_TYPES } from '../schemas/webhook-event.js';
 import { resolveLabel } from '../model/labels.js';
-import type { Manifest } from '../model/manifest.js';
+import { isLatentManifest, type ServedManifest } from '../model/served.js';
 import type { ApiConfig } from './config.js';
 import { ValidationError } from './errors.js';
 
@@ -14,7 +14,7 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
  * The body of `POST /v1/videos`, bounded by the config and the model: one schema, so every rule
  * and its field name are in one place. Unknown fields are refused (a typo should not be ignored).
  */
-export function createVideoBodySchema(manifest: Manifest, config: ApiConfig) {
+export function createVideoBodySchema(manifest: ServedManifest, config: ApiConfig) {
   const maxSteps = Math.min(config.maxSteps, manifest.schedule.train_timesteps);
   const maxInit = Math.min(config.maxInitFrames, manifest.p_max);
   return z.strictObject({
@@ -64,8 +64,23 @@ export function createVideoBodySchema(manifest: Manifest, config: ApiConfig) {
 export type CreateVideoBody = z.infer<ReturnType<typeof createVideoBodySchema>>;
 
 /** The body of `POST /v1/videos/{id}/extend`: how many frames to add, and the usual job fields. */
-export function extendVideoBodySchema(manifest: Manifest, config: ApiConfig) {
+export function extendVideoBodySchema(manifest: ServedManifest, config: ApiConfig) {
   return createVideoBodySchema(manifest, config).pick({ frames: true, seed: true, webhook: true, webhook_events_filter: true, id: true });
+}
+
+/**
+ * What a model asks of a request beyond the schema: a latent (format-2) model continues given
+ * frames (its spatial prefix cache starts from them), so it needs `init_frames`, and it cannot yet
+ * continue a stored video (`from`, extend). Throws a ValidationError naming the field.
+ */
+export function checkRequestForModel(manifest: ServedManifest, request: { initFrames: number; continues: boolean; field?: string }): void {
+  if (!isLatentManifest(manifest)) return;
+  if (request.continues) {
+    throw new ValidationError(`model ${manifest.name} works on latent frames: continuing a stored video is not supported for it yet`, request.field ?? 'from');
+  }
+  if (request.initFrames === 0) {
+    throw new ValidationError(`init_frames: model ${manifest.name} continues given frames: send 1 to ${manifest.p_max} starting images`, 'init_frames');
+  }
 }
 
 /** Parses with the schema; the first issue becomes a ValidationError naming its field (`init_frames.2`). */

@@ -1,4 +1,4 @@
-import type { Manifest } from '../model/manifest.js';
+import type { ServedManifest } from '../model/served.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { Resolver } from '../webhooks/ssrf.js';
@@ -8,7 +8,7 @@ import type { ApiConfig } from './config.js';
 export interface ApiDeps {
   store: ObjectStore;
   chunkQueue: TaskQueue;
-  manifest: Manifest;
+  manifest: ServedManifest;
   config: ApiConfig;
   now?: () => Date;
   /** DNS for the webhook URL check; tests inject one. */

@@ -18,7 +18,7 @@ import { assertSafeWebhookUrl, systemResolver } from '../webhooks/ssrf.js';
 import { ContinuationConflictError, IdempotencyConflictError, NotFoundError, ValidationError } from './errors.js';
 import { jobIndexPrefix, parseJobIndexKey } from './keys.js';
 import { outputLink, renderJob, summarizeJob, type ListVideosResponseSchema, type PublicJob, type PublicJobSummary } from './render.js';
-import { createVideoBodySchema, extendVideoBodySchema, parseBody, type CreateVideoBody } from './request.js';
+import { checkRequestForModel, createVideoBodySchema, extendVideoBodySchema, parseBody, type CreateVideoBody } from './request.js';
 import { readUpload } from './uploads.js';
 import type { ApiDeps, CallContext } from './types.js';
 
@@ -82,6 +82,7 @@ async function acceptJob(
   if (key !== undefined && (key.length === 0 || key.length > 256)) {
     throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
   }
+  checkRequestForModel(manifest, { initFrames: body.init_frames?.length ?? 0, continues: from !== undefined, field: from?.field });
   const parent = from ? await continuation(deps, ctx, body, from) : undefined;
   const pngs = await decodeInitFrames(deps, ctx, body);
   if (body.webhook !== undefined) await checkWebhook(deps, body.webhook);

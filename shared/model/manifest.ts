@@ -174,7 +174,7 @@ export function batchRows(guided: boolean): 1 | 2 {
 }
 
 /** Floats in one frame of pixels: C * H * W. */
-export function frameFloats(m: Manifest): number {
+export function frameFloats(m: Pick<Manifest, 'frame'>): number {
   return m.frame.channels * m.frame.height * m.frame.width;
 }
 

@@ -77,8 +77,11 @@ export const JobOutputsSchema = z.object({
 export const JobRepairSchema = z.object({
   /** Key below the job's folder, e.g. `cache/000003.kv` or `frames/000002-001.png`. */
   object: z.string().min(1).max(256),
-  /** `clean_copy`: the chunk's lossless fp16 output (exact); `input`: the starting frames (exact); `png`: 8-bit frames (approximate, the last resort). */
-  from: z.enum(['clean_copy', 'input', 'png']),
+  /**
+   * `clean_copy`: the chunk's lossless fp16 output (exact); `input`: the starting frames (exact);
+   * `latents`: a latent model's stored chunk latents (exact); `png`: 8-bit frames (approximate, the last resort).
+   */
+  from: z.enum(['clean_copy', 'input', 'latents', 'png']),
   /** True when the rebuild is approximate, so the rest of the video may differ from an undamaged run. */
   lossy: z.boolean(),
   at: TimestampSchema,

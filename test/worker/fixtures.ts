@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import type { Adapters } from '../../gpu-worker/adapters.js';
 import { geometry } from '../../gpu-worker/job-plan.js';
 import type { ModelSession, StepFetch, StepInput } from '../../gpu-worker/model-session.js';
-import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
+import type { ServedModel } from '../../gpu-worker/served-model.js';
+import { ChunkWorker, type TaskEvent, type WorkerOptions } from '../../gpu-worker/worker.js';
 import { createJob } from '../../shared/jobs/job-store.js';
 import { newJob, startJob } from '../../shared/jobs/lifecycle.js';
 import { inputFrameKey } from '../../shared/keys.js';
@@ -50,9 +51,9 @@ export async function watchingSteps<T>(model: ModelSession, seen: (input: StepIn
 }
 
 /** Runs one worker until the queue has been idle for a moment; returns every task event. */
-export async function drainQueue(stack: ReturnType<typeof localStack>, model: ModelSession): Promise<TaskEvent[]> {
+export async function drainQueue(stack: ReturnType<typeof localStack>, model: ServedModel, opts: Partial<WorkerOptions> = {}): Promise<TaskEvent[]> {
   const events: TaskEvent[] = [];
-  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, onTask: (e) => events.push(e) });
+  const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, onTask: (e) => events.push(e), ...opts });
   const running = worker.run();
   let idle = 0;
   while (idle < 3) {

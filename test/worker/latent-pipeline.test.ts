@@ -1,0 +1,180 @@
+/**
+ * A format-2 (latent, two-cache) model through the job pipeline, one task per chunk, with the
+ * committed tiny random-weight official model: the chunks equal the in-memory chunk loop's
+ * (latent-generate.ts) for the same seed, whether the worker keeps its window or reads every one
+ * from the store, and a lost or damaged segment is rebuilt from the stored latents, the same bytes.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateLatentVideo } from '../../gpu-worker/latent-generate.js';
+import { decodeLatents, latentsKey } from '../../gpu-worker/latent-chunk.js';
+import { LatentModelSession } from '../../gpu-worker/latent-session.js';
+import { runChunkStep } from '../../gpu-worker/chunk-step.js';
+import { ChunkWorker } from '../../gpu-worker/worker.js';
+import { createJob, readJob, updateJob } from '../../shared/jobs/job-store.js';
+import { cacheSegmentKey, frameKey, inputFrameKey } from '../../shared/keys.js';
+import { framesToPngs, pngToFrame } from '../../shared/media/png.js';
+import { f16ToF32, f32ToF16 } from '../../shared/cache/f16.js';
+import { chunkTaskDedupId } from '../../shared/schemas/chunk-task.js';
+import type { Job } from '../../shared/schemas/job.js';
+import { drainQueue, localStack, tempDir } from './fixtures.js';
+
+const TINY = fileURLToPath(new URL('../../model/artifacts/official-tiny-random/', import.meta.url));
+// 1 starting frame, chunks of 2, P_max 5: from chunk 2 on, frames leave the window. 9 frames end
+// on a chunk that keeps only one of its two frames.
+const FRAMES = 9;
+const CHUNKS = 5;
+const STEPS = 3;
+const SEED = 11;
+
+let model: LatentModelSession;
+let startPng: Buffer;
+let expected: { latents: Float32Array; pngs: Buffer[] };
+
+beforeAll(async () => {
+  model = await LatentModelSession.open(TINY, 1);
+  const m = model.manifest;
+  const px = m.frame.height * m.frame.width;
+  const g = { ...m.frame };
+  [startPng] = framesToPngs(Float32Array.from({ length: 3 * px }, (_, i) => Math.sin((i % px) / 29 + Math.floor(i / px)) * 0.7), g);
+  // The in-memory loop from the very frame the pipeline decodes from the stored PNG.
+  const video = await generateLatentVideo(model, pngToFrame(startPng, g), 1, CHUNKS, { seed: SEED, steps: STEPS });
+  const per = 3 * px;
+  const made = video.frames.subarray(per, (1 + FRAMES) * per); // the starting frame is not the video's
+  expected = { latents: video.latents, pngs: framesToPngs(f16ToF32(f32ToF16(made)), g) };
+});
+afterAll(() => model.release());
+
+async function submit(stack: ReturnType<typeof localStack>): Promise<Job> {
+  const m = model.manifest;
+  const now = new Date().toISOString();
+  const id = `job${Math.random().toString(36).slice(2, 10)}`;
+  const tenant = 'tenant1';
+  const keys = [inputFrameKey(tenant, id, 0)];
+  await stack.store.put(keys[0], startPng);
+  const job: Job = {
+    id, tenant, status: 'starting',
+    request: { frames: FRAMES, seed: SEED, guidance: m.guidance.default, steps: STEPS, init_frames: { count: 1, keys }, webhook_events_filter: ['completed'] },
+    model: { name: m.name, sha256: m.onnx_sha256, chunk_frames: m.chunk_frames },
+    progress: { chunks_done: 0, chunks_total: CHUNKS, frames_done: 0, frames_total: FRAMES },
+    created_at: now, updated_at: now, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false,
+  };
+  await createJob(stack.store, job);
+  const task = { job: id, tenant, chunk: 0 };
+  await stack.chunkQueue.send(JSON.stringify(task), { groupId: id, dedupId: chunkTaskDedupId(task) });
+  return job;
+}
+
+/** The job's stored latents (every chunk's whole chunk, after the starting frame's) and PNG frames, in order. */
+async function outputs(stack: ReturnType<typeof localStack>, job: Job): Promise<{ latents: Float32Array[]; pngs: Buffer[] }> {
+  const m = model.manifest;
+  const per = m.latent.channels * m.latent.height * m.latent.width;
+  const latents: Float32Array[] = [];
+  const pngs: Buffer[] = [];
+  for (let k = 0; k < CHUNKS; k++) {
+    const obj = await stack.store.get(latentsKey(job, k));
+    latents.push(decodeLatents(obj!.body, { job: job.id, chunk: k, frames: m.chunk_frames, floats: m.chunk_frames * per })!);
+    for (let i = 0; i < Math.min(m.chunk_frames, FRAMES - k * m.chunk_frames); i++) pngs.push((await stack.store.get(frameKey(job.tenant, job.id, k, i)))!.body);
+  }
+  return { latents, pngs };
+}
+
+function expectSameAsInMemory(got: { latents: Float32Array[]; pngs: Buffer[] }): void {
+  const m = model.manifest;
+  const per = m.latent.channels * m.latent.height * m.latent.width;
+  got.latents.forEach((z, k) => {
+    const from = (1 + k * m.chunk_frames) * per;
+    expect(z, `latents of chunk ${k}`).toEqual(expected.latents.subarray(from, from + m.chunk_frames * per));
+  });
+  expect(got.pngs.length).toBe(FRAMES);
+  got.pngs.forEach((png, f) => expect(png.equals(expected.pngs[f]), `frame ${f}`).toBe(true));
+}
+
+describe('a latent model through the job pipeline', () => {
+  it('makes the in-memory chunk loop\'s latents and frames, with the window kept or read from the store', async () => {
+    const warm = localStack(tempDir());
+    const warmJob = await submit(warm);
+    await drainQueue(warm, model);
+    expect((await readJob(warm.store, warmJob.tenant, warmJob.id))!.job.status).toBe('succeeded');
+    expectSameAsInMemory(await outputs(warm, warmJob));
+
+    const cold = localStack(tempDir());
+    const coldJob = await submit(cold);
+    await drainQueue(cold, model, { windowMemoBytes: 0 });
+    const done = (await readJob(cold.store, coldJob.tenant, coldJob.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(done.repairs ?? []).toEqual([]);
+    expectSameAsInMemory(await outputs(cold, coldJob));
+  }, 120_000);
+
+  it('rebuilds a deleted or damaged segment from the stored latents: the same bytes, the same video', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, windowMemoBytes: 0 });
+    const seg = (k: number | 'prefix') => cacheSegmentKey(job.tenant, job.id, k);
+    // Chunks 0-2, then lose segment 1 (chunk 3's window needs it) and damage segment 0 (its rebuild needs that).
+    for (let k = 0; k < 3; k++) expect(await worker.processNext()).toBe('computed');
+    const original = { one: (await stack.store.get(seg(1)))!.body, zero: (await stack.store.get(seg(0)))!.body };
+    await stack.store.delete(seg(1));
+    const damaged = Buffer.from(original.zero);
+    damaged[damaged.length - 5] ^= 0x40;
+    await stack.store.put(seg(0), damaged);
+    while ((await readJob(stack.store, job.tenant, job.id))!.job.status !== 'succeeded') expect(await worker.processNext()).toBeDefined();
+    await worker.close();
+
+    expect((await stack.store.get(seg(1)))!.body.equals(original.one)).toBe(true);
+    expect((await stack.store.get(seg(0)))!.body.equals(original.zero)).toBe(true);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.repairs?.map((r) => [r.object, r.from, r.lossy])).toEqual([['cache/000000.kv', 'latents', false], ['cache/000001.kv', 'latents', false]]);
+    expectSameAsInMemory(await outputs(stack, job));
+  }, 120_000);
+
+  it('rebuilds a segment lost after the worker moved past it when the job finishes (from the starting frames for the prefix)', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3 }); // keeps its window: never reads the segments back
+    for (let k = 0; k < 2; k++) expect(await worker.processNext()).toBe('computed');
+    const prefix = (await stack.store.get(cacheSegmentKey(job.tenant, job.id, 'prefix')))!.body;
+    await stack.store.delete(cacheSegmentKey(job.tenant, job.id, 'prefix'));
+    await stack.store.delete(latentsKey(job, -1));
+    while ((await readJob(stack.store, job.tenant, job.id))!.job.status !== 'succeeded') expect(await worker.processNext()).toBeDefined();
+    await worker.close();
+    expect((await stack.store.get(cacheSegmentKey(job.tenant, job.id, 'prefix')))!.body.equals(prefix)).toBe(true);
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.repairs?.map((r) => [r.object, r.from])).toEqual([['cache/prefix.kv', 'input']]);
+    expectSameAsInMemory(await outputs(stack, job));
+  }, 120_000);
+
+  it('fails the job, naming what is gone, when a lost segment\'s latents are damaged too', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, windowMemoBytes: 0 });
+    for (let k = 0; k < 3; k++) expect(await worker.processNext()).toBe('computed');
+    await stack.store.delete(cacheSegmentKey(job.tenant, job.id, 1));
+    const latents = Buffer.from((await stack.store.get(latentsKey(job, 1)))!.body);
+    latents[latents.length - 1] ^= 0x01;
+    await stack.store.put(latentsKey(job, 1), latents);
+    expect(await worker.processNext()).toBe('failed');
+    await worker.close();
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toBe('cache_missing');
+    expect(done.error?.message).toContain('latents of chunk 1');
+  }, 60_000);
+
+  it('makes the same bytes when a chunk\'s task runs again after a crash before the job advanced', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const worker = new ChunkWorker({ ...stack, model, waitSec: 0.3, windowMemoBytes: 0 });
+    for (let k = 0; k < 3; k++) expect(await worker.processNext()).toBe('computed');
+    await worker.close();
+    const objects = [latentsKey(job, 2), frameKey(job.tenant, job.id, 2, 0), frameKey(job.tenant, job.id, 2, 1), cacheSegmentKey(job.tenant, job.id, 2)];
+    const before = await Promise.all(objects.map(async (key) => (await stack.store.get(key))!.body));
+    // As if the worker had died after storing chunk 2 and before recording it: the job says 2 chunks done.
+    await updateJob(stack.store, job.tenant, job.id, (j) => { j.progress.chunks_done = 2; return j; });
+    await Promise.all(objects.slice(0, 3).map((key) => stack.store.delete(key)));
+    expect(await runChunkStep({ ...stack, model }, { job: job.id, tenant: job.tenant, chunk: 2 })).toBe('computed');
+    const after = await Promise.all(objects.map(async (key) => (await stack.store.get(key))!.body));
+    after.forEach((body, i) => expect(body.equals(before[i]), objects[i]).toBe(true));
+  }, 60_000);
+});
