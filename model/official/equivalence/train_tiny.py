@@ -12,7 +12,7 @@ variational bound for the learned variance), on clips laid out as the official t
 (the prefix lengths the sampler meets with chunks of 4 and P_max 8), then one chunk of noisy frames,
 with the mask channel, per-frame timesteps and the loss mask. (The official trainer pads clips to
 one length; temporal attention is causal, so padding after the chunk changes nothing before it, and
-leaving it out saves a third of the time.)
+leaving it out saves about a quarter of the time.)
 """
 import math
 import random
