@@ -147,7 +147,8 @@ class TimestepEmbedder(nn.Module):
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
         args = t.float()[..., None] * freqs                # (B, F, half)
-        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], -1))  # (B, F, D)
+        emb = torch.cat([torch.cos(args), torch.sin(args)], -1).to(self.mlp[0].weight.dtype)   # as the official casts
+        return self.mlp(emb)                               # (B, F, D)
 
 
 class CaptionEmbedder(nn.Module):
@@ -410,7 +411,7 @@ class CausalSTDiT2(nn.Module):
     def empty_cache(self, batch, frames=0):
         """Per-layer (K, V) pairs of `frames` zero frames in attention layout (B, S, H, P, hd)."""
         cfg = self.cfg
-        z = torch.zeros(batch, cfg.tokens, cfg.num_heads, frames, cfg.head_dim)
+        z = torch.zeros(batch, cfg.tokens, cfg.num_heads, frames, cfg.head_dim, dtype=self.pos_embed.dtype)
         return [(z, z) for _ in range(cfg.depth)]
 
     def cache_from_kv(self, kv):

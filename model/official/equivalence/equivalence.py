@@ -1,12 +1,16 @@
-"""Our converted CausalSTDiT2 (PyTorch and ONNX) against the official code, at a small size, random weights.
+"""Our converted CausalSTDiT2 (PyTorch and ONNX) against the official code, at a small size: every
+call with random weights, and whole chunks sampled both ways with briefly trained weights
+(train_tiny.py; random weights make sampling chaotic, recorded as informational).
 
-    cd model/official/equivalence && OFFICIAL_SRC=<official checkout> /usr/bin/python3 equivalence.py <repo root> <out.json>
+    cd model/official/equivalence && OFFICIAL_SRC=<official checkout> [TRAINED_CACHE=<folder>] \
+        /usr/bin/python3 equivalence.py <repo root> <out.json>
 """
-import json, os, sys, tempfile
+import contextlib, copy, hashlib, json, os, sys, tempfile, time
 import numpy as np
 import torch
 import stubs
 stubs.install_sampling()
+import train_tiny
 import opensora.schedulers.iddpm.gaussian_diffusion as gd
 from opensora.models.causal_stdit2.causal_stdit2 import CausalSTDiT2
 from opensora.schedulers.iddpm import IDDPM
@@ -22,14 +26,16 @@ gd.GaussianDiffusion.__init__ = lambda self, **kw: _init(self, **{**kw, "device"
 
 SIZE = dict(input_size=(12, 16, 16), in_channels=4, patch_size=(1, 2, 2), hidden_size=128, depth=3, num_heads=4)
 CHUNK, P_MAX, STEPS, CONTEXT_T = 4, 8, 100, 50
+TRAINING_STAGES = [(250, 2e-3, 0), (200, 1e-3, 1)]   # (steps, peak lr, seed), cosine lr each
+TRAINING = {}
 VARIANTS = {
+    "cross-attention (null embedding)": dict(caption_channels=32, model_max_length=8, temp_extra_in_channels=1,
+                                             max_tpe_len=12, relative_tpe_mode="cyclic", enable_flashattn=False),
     # the official SkyTimelapse video-prediction model, at a small size
     "cyclic+prefix": dict(caption_channels=0, temp_extra_in_channels=1, max_tpe_len=12, relative_tpe_mode="cyclic",
                           cross_frame_attn="prev_prefix_3", enable_flashattn=False),
     "rope+prefix": dict(caption_channels=0, temp_extra_in_channels=1, max_tpe_len=12, relative_tpe_mode="rope",
                         cross_frame_attn="prev_prefix_3", enable_flashattn=True),
-    "cross-attention (null embedding)": dict(caption_channels=32, model_max_length=8, temp_extra_in_channels=1,
-                                             max_tpe_len=12, relative_tpe_mode="cyclic", enable_flashattn=False),
 }
 
 
@@ -54,6 +60,10 @@ def from_official(c):                           # official (depth, B, F, S, 2D) 
 
 def diff(a, b):
     return float((torch.as_tensor(np.asarray(a, dtype=np.float32)) - b.float()).abs().max())
+
+
+def diff64(a, b):
+    return float((a.double() - b.double()).abs().max())
 
 
 def graph_inputs(model, x, t, clean, pos, y, kv, kv_prefix):
@@ -88,7 +98,7 @@ def onnx(path, d, tmp):
     return run_ort(path, d, tmp)
 
 
-def run_variant(name, kw, work, cases):
+def run_variant(name, kw, work, cases, informational):
     off = official_model(kw)
     # Setup: the official state_dict and config through our converter, exactly as a user would
     ckpt = os.path.join(work, "model_ckpt.pt")
@@ -170,29 +180,96 @@ def run_variant(name, kw, work, cases):
     # 4. Whole chunks sampled both ways with the same noise: the official kv-cache sampler (IDDPM,
     #    100 steps, context noise 50, dequeue) against ours, 3 chunks after one given frame.
     if not cfg.caption_channels:
-        cond = torch.randn(1, 4, 1, 16, 16, generator=g)
-        want = official_sample(off, cond)
-        # a. our sampler driving the official network (the sampling arithmetic, noise order, context
-        #    noise, cache writes and chunk loop, with no difference in the network's rounding)
-        got = our_sample(OfficialAsStep(off, cfg), cond)
-        cases.append({"name": f"{name}: 3 chunks of 4 sampled after 1 frame, IDDPM 100 steps, context t 50, cache dequeued: "
-                      "our sampler driving the official network", "max_abs_diff": diff(got, want),
-                      "max_abs_value": float(want.abs().max())})
-        # b. end to end: our network and sampler (PyTorch)
-        got = our_sample(model, cond)
-        case = {"name": f"{name}: the same 3 chunks, end to end: our network and sampler (PyTorch)",
-                "max_abs_diff": diff(got, want), "max_abs_value": float(want.abs().max()),
-                "first_chunk_max_abs_diff": diff(got[:, :, 1:1 + CHUNK], want[:, :, 1:1 + CHUNK]),
-                "note": "random weights predict no noise, so x0 = x_t / sqrt(alpha_bar) grows to ~1e3 unclipped, "
-                        "and the last-bit differences of each call (<= 2e-6 above) grow with it over 300 steps"}
-        if kw["relative_tpe_mode"] != "rope":   # the official rotary helper runs only on its flash-attention path
-            floor = official_sample(official_model({**kw, "enable_flashattn": not kw["enable_flashattn"]}), cond)
-            case["official_against_itself"] = diff(floor, want)
-            case["first_chunk_official_against_itself"] = diff(floor[:, :, 1:1 + CHUNK], want[:, :, 1:1 + CHUNK])
-            case["note"] += ("; official_against_itself: the official code against itself with enable_flashattn "
-                             "toggled (flash_attn_func being this harness's PyTorch stand-in): the same function, "
-                             "evaluated in another order")
-        cases.append(case)
+        sampling_cases(name, kw, off, cfg, work, cases, informational)
+
+
+def sampling_cases(name, kw, off, cfg, work, cases, informational):
+    """Case 4 with briefly trained weights (the cases), and with the random weights of cases 1-3
+    (informational: sampling with them is chaotic, see EQUIVALENCE.md)."""
+    g = torch.Generator().manual_seed(2)
+    cond = train_tiny.blobs(1, 1, 4, 16, g)             # a first frame like the training clips
+
+    # Random weights: x grows to ~1e3 and any last-bit difference grows with it.
+    model = converted(off, kw, work)
+    want = official_sample(off, cond)
+    got = our_sample(OfficialAsStep(off, cfg), cond)
+    off.empty_kv_cache()
+    cases.append({"name": f"{name}, random weights: 3 chunks sampled, our sampler driving the official network",
+                  "max_abs_diff": diff(got, want), "max_abs_value": float(want.abs().max())})
+    got = our_sample(model, cond)
+    info = {"name": f"{name}, random weights: 3 chunks end to end, our network and sampler (PyTorch)",
+            "max_abs_diff": diff(got, want), "max_abs_value": float(want.abs().max()),
+            "first_chunk_max_abs_diff": diff(got[:, :, 1:1 + CHUNK], want[:, :, 1:1 + CHUNK])}
+    if kw["relative_tpe_mode"] != "rope":   # the official rotary helper runs only on its flash-attention path
+        floor = official_sample(official_model({**kw, "enable_flashattn": not kw["enable_flashattn"]}), cond)
+        info["official_against_itself"] = diff(floor, want)
+        info["first_chunk_official_against_itself"] = diff(floor[:, :, 1:1 + CHUNK], want[:, :, 1:1 + CHUNK])
+    informational.append(info)
+    # The same in float64: both networks in double, driven by our sampler (the official sampler fixes
+    # float32; the case above shows ours is the same arithmetic). One variant: it takes minutes.
+    if kw["relative_tpe_mode"] != "rope":
+        ref = our_sample(OfficialAsStep(copy.deepcopy(off).double(), cfg), cond.double())   # (its own copy)
+        mine = our_sample(copy.deepcopy(model).double(), cond.double())
+        informational.append({"name": f"{name}, random weights, float64: 3 chunks end to end, our network against "
+                              "the official network, both driven by our sampler", "max_abs_diff": diff64(mine, ref),
+                              "max_abs_value": float(ref.abs().max()),
+                              "first_chunk_max_abs_diff": diff64(mine[:, :, 1:1 + CHUNK], ref[:, :, 1:1 + CHUNK])})
+
+    trained_cases(name, kw, off, cfg, work, cond, cases)
+
+
+def trained_cases(name, kw, off, cfg, work, cond, cases):
+    """Case 4 with the trained weights: the same random init, then the official loss on synthetic clips."""
+    trained = trained_official(name, kw, off, work)
+    model = converted(trained, kw, work)
+    want = official_sample(trained, cond)
+    what = f"{name}, trained weights: 3 chunks of 4 sampled after 1 frame, IDDPM 100 steps, context t 50, cache dequeued"
+    # a. our sampler driving the official network (the sampling arithmetic, noise order, context
+    #    noise, cache writes and chunk loop, with no difference in the network's rounding)
+    got = our_sample(OfficialAsStep(trained, cfg), cond)
+    cases.append({"name": f"{what}: our sampler driving the official network", "max_abs_diff": diff(got, want),
+                  "max_abs_value": float(want.abs().max())})
+    # b. end to end: our network (through the converter) and our sampler, PyTorch
+    got = our_sample(model, cond)
+    cases.append({"name": f"{what}: end to end, our network and sampler (PyTorch)", "max_abs_diff": diff(got, want),
+                  "max_abs_value": float(want.abs().max()),
+                  "first_chunk_max_abs_diff": diff(got[:, :, 1:1 + CHUNK], want[:, :, 1:1 + CHUNK])})
+def converted(off, kw, work):
+    """Our PyTorch model from the official state_dict, through the converter's checkpoint reader."""
+    ckpt = os.path.join(work, "sampling_ckpt.pt")
+    torch.save(off.state_dict(), ckpt)
+    model_cfg = {"type": "CausalSTDiT2-Tiny", **{k: v for k, v in SIZE.items() if k not in ("patch_size",)}, **kw}
+    model_cfg["patch_size"] = list(SIZE["patch_size"])
+    cfg = convert.to_config(model_cfg, CHUNK, P_MAX, (128, 128))
+    return convert.load_weights(stdit2.CausalSTDiT2(cfg), convert.read_state_dict(ckpt)).eval()
+
+
+def trained_official(name, kw, off, work):
+    """A copy of `off` after the stages of TRAINING_STAGES (train_tiny.py: steps, peak lr, seed),
+    each from the previous one's weights. $TRAINED_CACHE (a folder) keeps each stage's result
+    between runs: training takes most of an hour on the 2-vCPU VM."""
+    net = copy.deepcopy(off)
+    cache = os.environ.get("TRAINED_CACHE")
+    log, tag = [], name.replace("+", "_")
+    for steps, lr, seed in TRAINING_STAGES:
+        tag += f"_{steps}x{lr:g}s{seed}"
+        path = os.path.join(cache, tag + ".pt") if cache else None
+        deadline = time.time() + float(os.environ.get("TRAINED_CACHE_WAIT", 0))   # another process training it
+        while path and not os.path.exists(path) and time.time() < deadline:
+            time.sleep(10)
+        if path and os.path.exists(path):
+            net.load_state_dict(torch.load(path))
+            log.append({"steps": steps, "lr": lr, "seed": seed, "from_cache": os.path.basename(path)})
+            continue
+        curve = train_tiny.train(net, steps, CHUNK, lr=lr, seed=seed, log=print)
+        log.append({"steps": steps, "lr": lr, "seed": seed, "first_loss": curve[0],
+                    "last_10_mean_loss": sum(curve[-10:]) / 10})
+        if path:
+            os.makedirs(cache, exist_ok=True)
+            torch.save(net.state_dict(), path)
+    sha = hashlib.sha256(b"".join(v.detach().contiguous().numpy().tobytes() for v in net.state_dict().values()))
+    TRAINING[name] = {"stages": log, "state_dict_sha256": sha.hexdigest()}
+    return net.eval()
 
 
 def official_sample(off, cond):
@@ -208,9 +285,28 @@ def official_sample(off, cond):
 def our_sample(model, cond):
     gen = torch.Generator().manual_seed(111)        # the official draws the whole video's noise at once
     init_noise = torch.randn((1, 4, 1 + 3 * CHUNK, 16, 16), generator=gen)[:, :, 1:].permute(0, 2, 1, 3, 4)
+    init_noise = init_noise.to(cond.dtype)          # float64 runs: the same noise, exactly
     torch.manual_seed(7)
     got = sampling.generate(model, cond.permute(0, 2, 1, 3, 4), 3, steps=STEPS, context_t=CONTEXT_T, init_noise=init_noise)
     return got.permute(0, 2, 1, 3, 4)
+
+
+@contextlib.contextmanager
+def float32_upcasts_keep_float64():
+    """The official code casts attention scores, layer-norm inputs and its output `.to(torch.float32)`,
+    an upcast meant for half precision. In a float64 run that would be a downcast; here it keeps
+    float64 instead (the upcasts' intent), so that the official network runs in float64 throughout."""
+    to = torch.Tensor.to
+
+    def keep(self, *args, **kwargs):
+        if self.dtype == torch.float64 and (args[:1] == (torch.float32,) or kwargs.get("dtype") == torch.float32):
+            return self
+        return to(self, *args, **kwargs)
+    torch.Tensor.to = keep
+    try:
+        yield
+    finally:
+        torch.Tensor.to = to
 
 
 class OfficialAsStep:
@@ -227,6 +323,12 @@ class OfficialAsStep:
         return self.shadow.empty_cache(batch, frames)
 
     def step(self, x, t, clean, pos, y, cache, prefix, cache_pos):
+        if x.dtype == torch.float64:
+            with float32_upcasts_keep_float64():
+                return self._step(x, t, clean)
+        return self._step(x, t, clean)
+
+    def _step(self, x, t, clean):
         B, F = x.shape[:2]
         zeros = torch.zeros(F, self.cfg.depth, 2, B, self.cfg.tokens, self.cfg.hidden_size)
         if clean[0, 0] > 0.5:
@@ -237,15 +339,23 @@ class OfficialAsStep:
 
 
 def main():
-    cases = []
+    cases, informational = [], []
     for name, kw in VARIANTS.items():
         with tempfile.TemporaryDirectory() as work:
-            run_variant(name, kw, work, cases)
+            run_variant(name, kw, work, cases, informational)
     commit = os.environ.get("OFFICIAL_COMMIT", "ce3ab5f03f6222fa9bb189066a78d0c450bab65e")
     out = {"official_commit": commit, "size": {**SIZE, "chunk": CHUNK, "p_max": P_MAX}, "variants": VARIANTS,
-           "dtype": "float32", "cases": cases}
+           "dtype": "float32",
+           "weights": {"random": "the official initialisation (seed 0), then N(0, 0.05) added to every parameter",
+                       "trained": "the random weights, then train_tiny.py in stages (steps, peak lr, seed): AdamW, "
+                                  "cosine lr, batch 4, the official CleanPrefixIDDPM loss (eps MSE + variational "
+                                  "bound) on moving-blob latents, clean prefixes of 1, 5, 8 frames",
+                       "stages": TRAINING_STAGES,
+                       "training": TRAINING},
+           "cases": cases,
+           "informational": informational}
     json.dump(out, open(sys.argv[2], "w"), indent=1)
-    for c in cases:
+    for c in cases + informational:
         print(f"{c['max_abs_diff']:.3g}  {c['name']}")
 
 
