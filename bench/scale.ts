@@ -167,9 +167,13 @@ async function main() {
         env: { UV_THREADPOOL_SIZE: '16', ...process.env, SCALE_CHILD: JSON.stringify({ cfg, s3Port: s3?.port }) }, stdio: ['ignore', 'pipe', 'inherit'],
       });
       let out = '';
-      child.stdout!.on('data', (d) => { out += d; });
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      const line = out.split('\n').find((s) => s.startsWith('RESULT '));
+      // The worker's log lines (LOG_LEVEL=debug shows each chunk's phases) pass through to stderr.
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.startsWith('RESULT ')) out = line;
+        else process.stderr.write(line + '\n');
+      });
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      const line = out;
       if (code !== 0 || !line) throw new Error(`configuration ${JSON.stringify(cfg)} failed (exit ${code})`);
       const run = JSON.parse(line.slice('RESULT '.length));
       runs.push(run);

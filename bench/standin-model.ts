@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { StepFetch, StepGraph, StepInput, StepOutput } from '../gpu-worker/model-session.js';
-import { frameFloats, parseManifest, type Manifest } from '../shared/model/manifest.js';
+import { CACHE_LAYOUT, frameFloats, FRAMES_FIRST_CACHE_LAYOUT, parseManifest, type Manifest } from '../shared/model/manifest.js';
 
 /** The network's geometry: the paper's XL/2 by default. */
 export interface Geometry {
@@ -31,11 +31,13 @@ export const XL2: Geometry = { name: 'xl2', depth: 28, heads: 16, headDim: 72, t
 
 /**
  * The manifest of a stand-in network: `base` (frames, schedule, labels) with `g`'s geometry, fp16
- * K/V. Frames keep the base's small size: the paper's model works on 32x32x4 latents, and the
+ * K/V, its window taken frames first (SCALE_CACHE_LAYOUT=layers: one input per layer and K/V). Frames keep the base's small size: the paper's model works on 32x32x4 latents, and the
  * sampler's work on them is not what this bench measures.
  */
 export function standInManifest(base: Manifest, g: Geometry, extra: Record<string, unknown> = {}): Manifest {
-  const cache = Array.from({ length: 2 * g.depth }, (_, i) => `${i % 2 ? 'v' : 'k'}${i >> 1}`);
+  // The window frames first (one cache input) unless SCALE_CACHE_LAYOUT=layers asks for the per-layer inputs.
+  const framesFirst = (process.env.SCALE_CACHE_LAYOUT ?? 'frames') === 'frames';
+  const cache = framesFirst ? ['cache'] : Array.from({ length: 2 * g.depth }, (_, i) => `${i % 2 ? 'v' : 'k'}${i >> 1}`);
   return parseManifest({
     ...base,
     ...extra,
@@ -52,6 +54,7 @@ export function standInManifest(base: Manifest, g: Geometry, extra: Record<strin
     tokens_per_frame: g.tokensPerFrame,
     kv_dtype: 'float16',
     cache_dtype: process.env.SCALE_CACHE_DTYPE ?? 'float16',
+    cache_layout: framesFirst ? [...FRAMES_FIRST_CACHE_LAYOUT] : [...CACHE_LAYOUT],
     io: { ...base.io, inputs: { ...base.io.inputs, cache } },
   }, `${g.name} stand-in`);
 }
