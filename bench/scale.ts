@@ -12,7 +12,9 @@
  * Stores: the local folder store, and the S3 adapter against s3rver on loopback in its own process
  * (it shares this machine's CPUs, so its figures inform rather than gate).
  * Environment: SCALE_CONFIGS (default "local:1,local:2,s3:1,s3:2"), SCALE_STEPS (100),
- * SCALE_STEP_MS (52), SCALE_WARM (3), SCALE_COLD (2). Writes bench/results/scale.json.
+ * SCALE_STEP_MS (52), SCALE_WARM (3), SCALE_COLD (2); SCALE_CACHE_LAYOUT (frames, or layers: the
+ * window's layout, bench/standin-model.ts); SCALE_CPU_PROF=DIR (a V8 CPU profile per configuration);
+ * LOG_LEVEL=debug shows each chunk's phases. Writes bench/results/scale.json.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -162,7 +164,9 @@ async function main() {
   const loadBefore = os.loadavg();
   try {
     for (const cfg of configs) {
-      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+      // SCALE_CPU_PROF=DIR: a V8 CPU profile of each configuration's process into DIR.
+      const prof = process.env.SCALE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SCALE_CPU_PROF] : [];
+      const child = spawn(process.execPath, [...prof, '--import', 'tsx', fileURLToPath(import.meta.url)], {
         // The thread pool as the worker image sizes it (gpu-worker/Dockerfile).
         env: { UV_THREADPOOL_SIZE: '16', ...process.env, SCALE_CHILD: JSON.stringify({ cfg, s3Port: s3?.port }) }, stdio: ['ignore', 'pipe', 'inherit'],
       });
