@@ -76,6 +76,8 @@ export class StandInModel implements StepGraph {
   async step(input: StepInput): Promise<StepOutput>;
   async step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
   async step(input: StepInput, fetch?: StepFetch): Promise<Partial<StepOutput>> {
+    // Dispatched as onnxruntime dispatches a run: the caller's pending work gets its turn first.
+    await new Promise((r) => setImmediate(r));
     const start = performance.now();
     const m = this.manifest;
     const { rows, frames: F, cacheFrames: P } = input;
