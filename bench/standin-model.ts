@@ -34,9 +34,11 @@ export const XL2: Geometry = { name: 'xl2', depth: 28, heads: 16, headDim: 72, t
  * K/V, its window taken frames first (SCALE_CACHE_LAYOUT=layers: one input per layer and K/V). Frames keep the base's small size: the paper's model works on 32x32x4 latents, and the
  * sampler's work on them is not what this bench measures.
  */
-export function standInManifest(base: Manifest, g: Geometry, extra: Record<string, unknown> = {}): Manifest {
-  // The window frames first (one cache input) unless SCALE_CACHE_LAYOUT=layers asks for the per-layer inputs.
-  const framesFirst = (process.env.SCALE_CACHE_LAYOUT ?? 'frames') === 'frames';
+export function standInManifest(
+  base: Manifest, g: Geometry, extra: Record<string, unknown> = {}, layout: 'frames' | 'layers' = process.env.SCALE_CACHE_LAYOUT === 'layers' ? 'layers' : 'frames',
+): Manifest {
+  // The window frames first (one cache input), or as one input per layer and K/V.
+  const framesFirst = layout === 'frames';
   const cache = framesFirst ? ['cache'] : Array.from({ length: 2 * g.depth }, (_, i) => `${i % 2 ? 'v' : 'k'}${i >> 1}`);
   return parseManifest({
     ...base,
