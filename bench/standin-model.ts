@@ -98,13 +98,25 @@ export class StandInModel implements StepGraph {
     // Making the outputs is the model's work too (the device-to-host copy): it counts as model
     // time where it takes longer than the configured time, on a loaded host.
     const own = performance.now() - start;
-    if (own < this.stepMs) await new Promise((r) => setTimeout(r, this.stepMs - own));
+    if (own < this.stepMs) await until(start + this.stepMs);
     this.modelSeconds += Math.max(this.stepMs, own) / 1000;
     this.calls.push({ start, end: performance.now(), fetch });
     return out;
   }
 
   async release(): Promise<void> {}
+}
+
+/**
+ * Resolves at `deadline` (performance.now() time): a timer for all but the last millisecond, then
+ * turns of the event loop. A bare setTimeout fires about a millisecond late (libuv rounds its clock
+ * to milliseconds), which over 100 calls a chunk would count 2% of the model time as the pipeline's
+ * overhead; a GPU run's completion has no such rounding. A blocked event loop still delays it.
+ */
+async function until(deadline: number): Promise<void> {
+  const wait = deadline - performance.now() - 1;
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  while (performance.now() < deadline) await new Promise((r) => setImmediate(r));
 }
 
 /** A cheap summary of a few values spread over the array (bits for fp16, values for floats). */
