@@ -100,7 +100,7 @@ export class LocalStore implements ObjectStore {
     const condition = { ifNoneMatch, ifMatch };
     // Write the bytes before taking the lock: the critical section is then only a check and a rename.
     const parts = typeof body === 'string' ? [Buffer.from(body)] : Array.isArray(body) ? (body as readonly Uint8Array[]) : [body as Uint8Array];
-    const tmp = await writeTemp(parts, path.join(this.root, STAGING, 'tmp'), options.durable ?? (process.env.B18_NODURABLE ? false : true));
+    const tmp = await writeTemp(parts, path.join(this.root, STAGING, 'tmp'), options.durable ?? true);
     try {
       // The temp file's inode is the object's (rename and link keep it), and so is its ETag.
       const stat = await fs.stat(tmp, { bigint: true });
