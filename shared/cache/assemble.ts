@@ -194,9 +194,10 @@ export function advanceCacheWindow(
  */
 function growFramesFirst(window: AssembledWindow, P: number, start: number, pMax: number, frameLen: number): KvData {
   const old = window.cache;
-  const fits = old.byteOffset === 0 && old.buffer.byteLength >= P * frameLen * old.BYTES_PER_ELEMENT;
+  const capacity = Math.min(pMax, Math.floor(old.buffer.byteLength / (frameLen * old.BYTES_PER_ELEMENT)));
+  const fits = old.byteOffset === 0 && capacity >= P;
   const whole = fits
-    ? (old instanceof Uint16Array ? new Uint16Array(old.buffer, 0, pMax * frameLen) : new Float32Array(old.buffer, 0, pMax * frameLen))
+    ? (old instanceof Uint16Array ? new Uint16Array(old.buffer, 0, capacity * frameLen) : new Float32Array(old.buffer, 0, capacity * frameLen))
     : (old instanceof Uint16Array ? new Uint16Array(pMax * frameLen) : new Float32Array(pMax * frameLen));
   if (!fits) whole.set(old);
   const n = window.frames;
@@ -266,7 +267,7 @@ export function placeFrames(window: AssembledWindow, src: KvData, from: number, 
     for (let a = 0; a < runs; a++) {
       for (let f = 0; f < count; f++) {
         const s = (from + f) * frameLen + a * hd;
-        dst.set(src.subarray(s, s + hd) as never, (a * P + ((g0 + f) % P)) * hd);
+        (dst as Uint16Array).set(src.subarray(s, s + hd) as Uint16Array, (a * P + ((g0 + f) % P)) * hd);
       }
     }
     return;

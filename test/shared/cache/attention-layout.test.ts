@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { f16ToF32, f32ToF16 } from '../../../shared/cache/f16.js';
-import { advanceCacheWindow, assembleAttentionCache, assembleCache, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
+import { advanceCacheWindow, assembleAttentionCache, assembleCache, placeFrames, planCacheRead, type SegmentInfo } from '../../../shared/cache/assemble.js';
 
 const runs = 6, hd = 4, frameFloats = runs * hd;
 const shape = { runs, headDim: hd };
@@ -116,6 +116,21 @@ describe('a frames-first window (one run per frame)', () => {
     const P = window.frames;
     for (let g = window.firstFrame; g < window.firstFrame + P; g++) {
       expect(Array.from(flatWindow.cache.subarray((g % P) * frameLen, (g % P + 1) * frameLen))).toEqual(Array.from(kvOf(g, 1)));
+    }
+  });
+});
+
+describe('placeFrames with frame-long runs', () => {
+  it('copies each frame whole into its ring slot (fp16 bits and floats alike)', () => {
+    const frameLen = 10_000; // above the block-copy threshold
+    const shape = { runs: 1, headDim: frameLen };
+    for (const make of [(n: number) => new Uint16Array(n), (n: number) => new Float32Array(n)]) {
+      const src = make(3 * frameLen).map((_, i) => (Math.floor(i / frameLen) + 1) * 1000 + (i % 997));
+      const window = { cache: make(4 * frameLen), frames: 4, firstFrame: 5 };
+      placeFrames(window, src, 1, 2, 7, shape); // source frames 1 and 2 are global frames 7 and 8: slots 3 and 0
+      expect(Array.from(window.cache.subarray(3 * frameLen, 4 * frameLen))).toEqual(Array.from(src.subarray(frameLen, 2 * frameLen)));
+      expect(Array.from(window.cache.subarray(0, frameLen))).toEqual(Array.from(src.subarray(2 * frameLen, 3 * frameLen)));
+      expect(window.cache.subarray(frameLen, 3 * frameLen).every((v) => v === 0)).toBe(true);
     }
   });
 });
