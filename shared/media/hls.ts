@@ -34,7 +34,13 @@ export async function encodeTsSegment(frames: Float32Array | Promise<Float32Arra
     return rawVideoInput(f, g, { fps, scale: opts.scale });
   };
   // The arguments do not depend on the frames' values: built from an empty set when they are still to come.
-  const input = frames instanceof Float32Array ? inputOf(frames) : { ...rawVideoInput(new Float32Array(0), g, { fps, scale: opts.scale }), frames: frames.then((f) => inputOf(f).frames) };
+  let input: { args: string[]; frames: Iterable<Uint8Array> | Promise<Iterable<Uint8Array>> };
+  if (frames instanceof Float32Array) input = inputOf(frames);
+  else {
+    const later = frames.then((f) => inputOf(f).frames);
+    later.catch(() => {}); // frames that never come may fail before ffmpeg is started; runFfmpeg reports it
+    input = { args: rawVideoInput(new Float32Array(0), g, { fps, scale: opts.scale }).args, frames: later };
+  }
   const bin = await resolveFfmpegPath(opts.ffmpegPath);
   // prettier-ignore
   const args = [
