@@ -12,7 +12,9 @@
  * Stores: the local folder store, and the S3 adapter against s3rver on loopback in its own process
  * (it shares this machine's CPUs, so its figures inform rather than gate).
  * Environment: SCALE_CONFIGS (default "local:1,local:2,s3:1,s3:2"), SCALE_STEPS (100),
- * SCALE_STEP_MS (52), SCALE_WARM (3), SCALE_COLD (2). Writes bench/results/scale.json.
+ * SCALE_STEP_MS (52), SCALE_WARM (3), SCALE_COLD (2); SCALE_CACHE_LAYOUT (frames, or layers: the
+ * window's layout, bench/standin-model.ts); SCALE_CPU_PROF=DIR (a V8 CPU profile per configuration);
+ * LOG_LEVEL=debug shows each chunk's phases. Writes bench/results/scale.json.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -162,14 +164,20 @@ async function main() {
   const loadBefore = os.loadavg();
   try {
     for (const cfg of configs) {
-      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
+      // SCALE_CPU_PROF=DIR: a V8 CPU profile of each configuration's process into DIR.
+      const prof = process.env.SCALE_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SCALE_CPU_PROF] : [];
+      const child = spawn(process.execPath, [...prof, '--import', 'tsx', fileURLToPath(import.meta.url)], {
         // The thread pool as the worker image sizes it (gpu-worker/Dockerfile).
         env: { UV_THREADPOOL_SIZE: '16', ...process.env, SCALE_CHILD: JSON.stringify({ cfg, s3Port: s3?.port }) }, stdio: ['ignore', 'pipe', 'inherit'],
       });
       let out = '';
-      child.stdout!.on('data', (d) => { out += d; });
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      const line = out.split('\n').find((s) => s.startsWith('RESULT '));
+      // The worker's log lines (LOG_LEVEL=debug shows each chunk's phases) pass through to stderr.
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.startsWith('RESULT ')) out = line;
+        else process.stderr.write(line + '\n');
+      });
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      const line = out;
       if (code !== 0 || !line) throw new Error(`configuration ${JSON.stringify(cfg)} failed (exit ${code})`);
       const run = JSON.parse(line.slice('RESULT '.length));
       runs.push(run);

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { StepFetch, StepGraph, StepInput, StepOutput } from '../gpu-worker/model-session.js';
-import { frameFloats, parseManifest, type Manifest } from '../shared/model/manifest.js';
+import { CACHE_LAYOUT, frameFloats, FRAMES_FIRST_CACHE_LAYOUT, parseManifest, type Manifest } from '../shared/model/manifest.js';
 
 /** The network's geometry: the paper's XL/2 by default. */
 export interface Geometry {
@@ -31,11 +31,15 @@ export const XL2: Geometry = { name: 'xl2', depth: 28, heads: 16, headDim: 72, t
 
 /**
  * The manifest of a stand-in network: `base` (frames, schedule, labels) with `g`'s geometry, fp16
- * K/V. Frames keep the base's small size: the paper's model works on 32x32x4 latents, and the
+ * K/V, its window taken frames first (SCALE_CACHE_LAYOUT=layers: one input per layer and K/V). Frames keep the base's small size: the paper's model works on 32x32x4 latents, and the
  * sampler's work on them is not what this bench measures.
  */
-export function standInManifest(base: Manifest, g: Geometry, extra: Record<string, unknown> = {}): Manifest {
-  const cache = Array.from({ length: 2 * g.depth }, (_, i) => `${i % 2 ? 'v' : 'k'}${i >> 1}`);
+export function standInManifest(
+  base: Manifest, g: Geometry, extra: Record<string, unknown> = {}, layout: 'frames' | 'layers' = process.env.SCALE_CACHE_LAYOUT === 'layers' ? 'layers' : 'frames',
+): Manifest {
+  // The window frames first (one cache input), or as one input per layer and K/V.
+  const framesFirst = layout === 'frames';
+  const cache = framesFirst ? ['cache'] : Array.from({ length: 2 * g.depth }, (_, i) => `${i % 2 ? 'v' : 'k'}${i >> 1}`);
   return parseManifest({
     ...base,
     ...extra,
@@ -52,6 +56,7 @@ export function standInManifest(base: Manifest, g: Geometry, extra: Record<strin
     tokens_per_frame: g.tokensPerFrame,
     kv_dtype: 'float16',
     cache_dtype: process.env.SCALE_CACHE_DTYPE ?? 'float16',
+    cache_layout: framesFirst ? [...FRAMES_FIRST_CACHE_LAYOUT] : [...CACHE_LAYOUT],
     io: { ...base.io, inputs: { ...base.io.inputs, cache } },
   }, `${g.name} stand-in`);
 }
@@ -73,6 +78,8 @@ export class StandInModel implements StepGraph {
   async step(input: StepInput): Promise<StepOutput>;
   async step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
   async step(input: StepInput, fetch?: StepFetch): Promise<Partial<StepOutput>> {
+    // Dispatched as onnxruntime dispatches a run: the caller's pending work gets its turn first.
+    await new Promise((r) => setImmediate(r));
     const start = performance.now();
     const m = this.manifest;
     const { rows, frames: F, cacheFrames: P } = input;
@@ -91,13 +98,25 @@ export class StandInModel implements StepGraph {
     // Making the outputs is the model's work too (the device-to-host copy): it counts as model
     // time where it takes longer than the configured time, on a loaded host.
     const own = performance.now() - start;
-    if (own < this.stepMs) await new Promise((r) => setTimeout(r, this.stepMs - own));
+    if (own < this.stepMs) await until(start + this.stepMs);
     this.modelSeconds += Math.max(this.stepMs, own) / 1000;
     this.calls.push({ start, end: performance.now(), fetch });
     return out;
   }
 
   async release(): Promise<void> {}
+}
+
+/**
+ * Resolves at `deadline` (performance.now() time): a timer for all but the last millisecond, then
+ * turns of the event loop. A bare setTimeout fires about a millisecond late (libuv rounds its clock
+ * to milliseconds), which over 100 calls a chunk would count 2% of the model time as the pipeline's
+ * overhead; a GPU run's completion has no such rounding. A blocked event loop still delays it.
+ */
+async function until(deadline: number): Promise<void> {
+  const wait = deadline - performance.now() - 1;
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  while (performance.now() < deadline) await new Promise((r) => setImmediate(r));
 }
 
 /** A cheap summary of a few values spread over the array (bits for fp16, values for floats). */

@@ -13,7 +13,7 @@ import { allocateWindow, emptyWindow, placeFrames, planCacheRead, type Assembled
 import { ModelHashMismatchError } from '../shared/cache/errors.js';
 import { encodeSegmentParts, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, inputFrameKey, jobPrefix } from '../shared/keys.js';
-import { frameFloats, type Manifest } from '../shared/model/manifest.js';
+import { frameFloats, framesFirstCache, type Manifest } from '../shared/model/manifest.js';
 import { contextFrames } from '../shared/sampler/context.js';
 import type { Job } from '../shared/schemas/job.js';
 import { readJob } from '../shared/jobs/job-store.js';
@@ -185,8 +185,14 @@ async function lineageSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFram
   return segments;
 }
 
-/** One frame's K/V as head_dim runs (depth * 2 * rows * tokens * heads of them). */
-export const attentionShape = (m: Manifest, plan: JobPlan) => ({ runs: m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads, headDim: m.head_dim });
+/**
+ * One frame's K/V as the window holds it: head_dim runs (depth * 2 * rows * tokens * heads of them,
+ * the frame axis inside each), or, for a graph that takes its window frames first, one run.
+ */
+export const attentionShape = (m: Manifest, plan: JobPlan) => {
+  const runs = m.depth * 2 * plan.rows * m.tokens_per_frame * m.heads;
+  return framesFirstCache(m) ? { runs: 1, headDim: runs * m.head_dim } : { runs, headDim: m.head_dim };
+};
 
 interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag?: string }
 

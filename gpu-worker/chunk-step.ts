@@ -71,6 +71,15 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
   //    first frames of the full chunk, at a fraction of its cost.
   const l = plan.chunkFrames;
   const keep = framesOfChunk(plan, k);
+  //    The chunk is also one HLS media segment, so a viewer can watch the video as it grows: ffmpeg
+  //    starts now, in its own process, and takes the frames when they are made (its start-up is not
+  //    in the gap between this chunk's model calls and the next chunk's); a failed chunk ends it.
+  let framesMade!: (frames: Float32Array) => void, framesFailed!: (err: unknown) => void;
+  let denoised = 0;
+  const stream = encodeTsSegment(new Promise<Float32Array>((resolve, reject) => { framesMade = resolve; framesFailed = reject; }), geometry(m), { startFrame: k * l, signal })
+    .then((ts) => store.put(streamSegmentKey(job.tenant, job.id, k), ts, { contentType: TS_SEGMENT_TYPE }))
+    .then(() => { phases.spans.stream = Math.round(performance.now() - denoised); });
+  stream.catch(() => {}); // awaited below, once the chunk's frames exist
   // Rounded to fp16 once, and used so for everything after: the lossless copy stored below holds
   // exactly these floats, so a segment or frame rebuilt from it is the one made here (clean-copy.ts).
   const clean = f16Precision(await denoise({
@@ -81,7 +90,9 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
     guidance: plan.guided ? job.request.guidance : undefined,
     model: async (x, t, rows) => (await model.step(stepAfter(window, m, plan, firstFrame, x, t, rows), 'prediction')).prediction,
     signal,
-  })); // [keep, C, H, W]
+  }).catch((err) => { framesFailed(err); throw err; })); // [keep, C, H, W]
+  framesMade(clean);
+  denoised = performance.now();
   phases.mark('denoise');
 
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk (with
@@ -91,9 +102,11 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
   //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
   //    A large segment is stored in the background (the next chunk's model calls do not wait for
   //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
+  const storing = performance.now();
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
       const advancing = performance.now();
+      phases.spans.kv_pass = Math.round(advancing - storing);
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
       phases.spans.advance = Math.round(performance.now() - advancing);
       if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
@@ -102,12 +115,7 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
       deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
     })
     : Promise.resolve();
-  //    The chunk is also one HLS media segment, so a viewer can watch the video as it grows
-  //    (ffmpeg encodes it in its own process meanwhile).
-  const stream = encodeTsSegment(clean, geometry(m), { startFrame: k * l, signal })
-    .then((ts) => store.put(streamSegmentKey(job.tenant, job.id, k), ts, { contentType: TS_SEGMENT_TYPE }));
   const pngs = framesToPngs(clean, geometry(m));
-  const storing = performance.now();
   const framesStored = Promise.all([
     writeCleanCopy(store, job, k, clean, keep),
     ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })),

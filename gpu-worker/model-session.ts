@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { f16ToF32 } from '../shared/cache/f16.js';
 import type { KvData } from '../shared/cache/segment.js';
-import { loadManifest, type Manifest } from '../shared/model/manifest.js';
+import { framesFirstCache, loadManifest, type Manifest } from '../shared/model/manifest.js';
 import { log } from './log.js';
 
 /** Execution providers the worker can be asked for; CUDA falls back to CPU when it is absent. */
@@ -13,7 +13,7 @@ export interface StepInput {
   t: Float32Array; // [rows, F]
   labels: readonly number[]; // [rows]
   pos: number; // global index of x's first frame
-  cache: KvData; // [depth, 2, rows, N, heads, P, head_dim]: the manifest's cache_layout, in its cache_dtype
+  cache: KvData; // [depth, 2, rows, N, heads, P, head_dim] or frames first [P, depth, 2, rows, N, width]: the manifest's cache_layout, in its cache_dtype
   cacheFrames: number; // P
   rows: number;
   frames: number; // F
@@ -94,17 +94,20 @@ export class ModelSession implements StepGraph {
       [io.inputs.label]: new ort.Tensor('int64', BigInt64Array.from(input.labels, BigInt), [rows]),
       [io.inputs.pos]: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.pos)), [1]),
     };
-    // The graph takes each layer's K and V as its own input: views into the one assembled buffer.
-    const perInput = rows * m.tokens_per_frame * m.heads * P * m.head_dim;
-    if (input.cache.length !== io.inputs.cache.length * perInput) {
-      throw new RangeError(`cache holds ${input.cache.length} floats, expected ${io.inputs.cache.length * perInput}`);
+    // The graph takes each layer's K and V as its own input (views into the one window), or, frames
+    // first, the whole window as one input.
+    const framesFirst = framesFirstCache(m);
+    const inputs = framesFirst ? 1 : io.inputs.cache.length;
+    const perInput = (framesFirst ? 2 * m.depth : 1) * rows * m.tokens_per_frame * m.heads * P * m.head_dim;
+    if (input.cache.length !== inputs * perInput) {
+      throw new RangeError(`cache holds ${input.cache.length} floats, expected ${inputs * perInput}`);
     }
     if ((input.cache instanceof Uint16Array) !== (m.cache_dtype === 'float16')) {
       throw new TypeError(`the window is ${input.cache instanceof Uint16Array ? 'float16' : 'float32'}, the graph's cache inputs are ${m.cache_dtype}`);
     }
+    const dims = framesFirst ? [P, m.depth, 2, rows, m.tokens_per_frame, m.width] : [rows, m.tokens_per_frame, m.heads, P, m.head_dim];
     io.inputs.cache.forEach((name, i) => {
       const view = input.cache.subarray(i * perInput, (i + 1) * perInput);
-      const dims = [rows, m.tokens_per_frame, m.heads, P, m.head_dim];
       feeds[name] = view instanceof Uint16Array ? new ort.Tensor('float16', view, dims) : new ort.Tensor('float32', view, dims);
     });
     const started = performance.now();

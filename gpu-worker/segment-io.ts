@@ -11,6 +11,7 @@ import {
   decodeSegmentHeader,
   sha256Async,
   verifySegmentFrame,
+  verifySegmentFrameSync,
   type KvData,
   type SegmentExpectation,
   type SegmentHeader,
@@ -97,6 +98,7 @@ export async function readSegmentInto(store: ObjectStore, key: string, place: Se
  * lands; a batch is placed once all its frames are verified.
  */
 async function readFrames(store: ObjectStore, key: string, meta: SegmentHeader, p: FramePlacement): Promise<number> {
+  if (holdsFramesAsStored(p, meta)) return readFramesIntoSlots(store, key, meta, p);
   const staging = p.staging ?? new Staging();
   for (let b = 0; b < p.count; b += FRAMES_PER_BATCH) {
     const n = Math.min(FRAMES_PER_BATCH, p.count - b);
@@ -115,6 +117,38 @@ async function readFrames(store: ObjectStore, key: string, meta: SegmentHeader, 
     await Promise.all(Array.from({ length: Math.min(FRAME_LANES, n) }, lane));
     placeFrames(p.window, asKv(batch, meta), 0, n, p.g0 + b, p.shape);
   }
+  return p.count * meta.frameBytes;
+}
+
+/**
+ * Whether each of the window's slots is one stored frame, byte for byte: a frames-first window (one
+ * run per frame) of the segment's dtype. Its frames are then read straight into their slots.
+ */
+function holdsFramesAsStored(p: FramePlacement, meta: SegmentHeader): boolean {
+  const cache = p.window.cache;
+  return p.shape.runs === 1 && (cache instanceof Uint16Array) === (meta.dtype === 'float16') && p.shape.headDim * cache.BYTES_PER_ELEMENT === meta.frameBytes;
+}
+
+/**
+ * Version 2 into a frames-first window: each needed frame read into its slot (no staging, no
+ * placement), FRAME_LANES frames in flight on the thread pool, each hashed on this thread as it
+ * lands while the others are read. A frame that fails leaves its slot to the caller's rebuild.
+ */
+async function readFramesIntoSlots(store: ObjectStore, key: string, meta: SegmentHeader, p: FramePlacement): Promise<number> {
+  const cache = p.window.cache;
+  let next = 0;
+  const lane = async () => {
+    while (next < p.count) {
+      const i = next++;
+      const f = p.from + i;
+      const slot = (p.g0 + i) % p.window.frames;
+      const into = new Uint8Array(cache.buffer, cache.byteOffset + slot * meta.frameBytes, meta.frameBytes);
+      const got = await store.readRange(key, meta.headerBytes + f * meta.frameBytes, into);
+      if (!got || got.bytes !== meta.frameBytes) throw new SegmentTruncatedError(meta.frameBytes, got?.bytes ?? 0);
+      verifySegmentFrameSync(meta, f, into);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(FRAME_LANES, p.count) }, lane));
   return p.count * meta.frameBytes;
 }
 

@@ -136,7 +136,10 @@ export function advanceCacheWindow(
   const start = firstFrame + frames - P; // global index of the new window's first frame
   const keepFrom = Math.max(start, window.firstFrame);
   let next: AssembledWindow = { cache: window.cache, frames: P, firstFrame: start };
-  if (P !== window.frames) {
+  if (P !== window.frames && shape.runs === 1) {
+    // Frames first (one run per frame): grown in place, in a buffer of P_max frames from the first growth on.
+    next = { cache: growFramesFirst(window, P, start, pMax, shape.headDim), frames: P, firstFrame: start };
+  } else if (P !== window.frames) {
     // Growing (the first chunks of a job): the slot of a kept frame changes with P.
     next = allocateWindow(P, start, shape, window.cache instanceof Uint16Array ? 'float16' : 'float32');
     const { runs, headDim: hd } = shape;
@@ -153,6 +156,52 @@ export function advanceCacheWindow(
   return next;
 }
 
+/**
+ * The cache of a frames-first window (frame g in slot g mod P, each slot one run of `frameLen`
+ * values) grown to `P` slots starting at global frame `start`: the kept frames moved to their new
+ * slots inside the window's own buffer when it holds P_max frames (a window that reached P_max once
+ * never allocates again), else in a fresh buffer of P_max frames. The new frames' slots are left for
+ * the caller to fill.
+ */
+function growFramesFirst(window: AssembledWindow, P: number, start: number, pMax: number, frameLen: number): KvData {
+  const old = window.cache;
+  const capacity = Math.min(pMax, Math.floor(old.buffer.byteLength / (frameLen * old.BYTES_PER_ELEMENT)));
+  const fits = old.byteOffset === 0 && capacity >= P;
+  const whole = fits
+    ? (old instanceof Uint16Array ? new Uint16Array(old.buffer, 0, capacity * frameLen) : new Float32Array(old.buffer, 0, capacity * frameLen))
+    : (old instanceof Uint16Array ? new Uint16Array(pMax * frameLen) : new Float32Array(pMax * frameLen));
+  if (!fits) whole.set(old);
+  const n = window.frames;
+  // Chronological order (oldest frame in slot 0), the dropped oldest frames out, then the ring order of P slots.
+  if (n > 0) rotateFrames(whole, n, window.firstFrame % n, frameLen);
+  const drop = start - window.firstFrame;
+  if (drop > 0) whole.copyWithin(0, drop * frameLen, n * frameLen);
+  rotateFrames(whole, P, (P - (start % P)) % P, frameLen);
+  return whole.subarray(0, P * frameLen);
+}
+
+/** Rotates the first `n` frames of `a` left by `r` (slot r's frame to slot 0) in place, one frame of scratch per cycle. */
+function rotateFrames(a: KvData, n: number, r: number, frameLen: number): void {
+  if (r === 0) return;
+  const scratch = a instanceof Uint16Array ? new Uint16Array(frameLen) : new Float32Array(frameLen);
+  const frame = (i: number) => i * frameLen;
+  const cycles = gcd(n, r);
+  for (let i = 0; i < cycles; i++) {
+    scratch.set(a.subarray(frame(i), frame(i + 1)));
+    let j = i;
+    for (;;) {
+      let k = j + r;
+      if (k >= n) k -= n;
+      if (k === i) break;
+      a.copyWithin(frame(j), frame(k), frame(k + 1));
+      j = k;
+    }
+    a.set(scratch, frame(j));
+  }
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
 /** Two same-kind arrays as 32-bit words where runs of `hd` values allow it (bit-exact, fewer trips), and the words per run. */
 function wordViews(src: KvData, dst: KvData, hd: number): [KvData | Uint32Array, KvData | Uint32Array, number] {
   const bpe = dst.BYTES_PER_ELEMENT;
@@ -164,6 +213,9 @@ function checkFrames(data: KvData, frames: number, shape: AttentionShape): void 
   const want = frames * shape.runs * shape.headDim;
   if (data.length !== want) throw new SegmentMismatchError('shape', `${want} floats`, `${data.length} floats`);
 }
+
+/** Values per run from which placeFrames copies each run as a block rather than word by word. */
+const LONG_RUN = 4096;
 
 /**
  * Frames [from, from + count) of frames-first K/V `src` (floats or fp16 bits) into the ring slots of
@@ -181,6 +233,16 @@ export function placeFrames(window: AssembledWindow, src: KvData, from: number, 
   if (src.length < (from + count) * runs * hd) throw new RangeError('placeFrames: source too short');
   const frameLen = runs * hd;
   const sameKind = (src instanceof Uint16Array) === (dst instanceof Uint16Array);
+  // Long runs (a frames-first window: one run per frame): one memory copy per run and frame.
+  if (sameKind && hd >= LONG_RUN) {
+    for (let a = 0; a < runs; a++) {
+      for (let f = 0; f < count; f++) {
+        const s = (from + f) * frameLen + a * hd;
+        (dst as Uint16Array).set(src.subarray(s, s + hd) as Uint16Array, (a * P + ((g0 + f) % P)) * hd);
+      }
+    }
+    return;
+  }
   // Same kind: copy 32-bit words (bit-exact, and half the loop trips for fp16) when aligned.
   const bpe = dst.BYTES_PER_ELEMENT;
   if (sameKind && (hd * bpe) % 4 === 0 && src.byteOffset % 4 === 0 && dst.byteOffset % 4 === 0) {

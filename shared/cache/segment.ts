@@ -102,18 +102,33 @@ export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDty
 
 /**
  * The segment as two parts to store one after the other, the payload a view of `data` (fp16 bits or
- * floats stored as they are) rather than a copy; each frame is hashed once, off the event loop.
+ * floats stored as they are) rather than a copy; each frame is hashed once, in slices between which
+ * the event loop runs (sha256Sliced), so a large segment stored while the next chunk runs neither
+ * copies its K/V nor holds up that chunk's model calls.
  */
 export async function encodeSegmentParts(data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Promise<{ header: Buffer; payload: Buffer }> {
   const payload = segmentPayload(data, meta, dtype);
   const frameBytes = payload.byteLength / meta.shape[0];
-  // Two frames at a time: the thread pool stays free for the chunk's own small writes meanwhile.
   const shas: Buffer[] = [];
-  for (let f = 0; f < meta.shape[0]; f += 2) {
-    const pair = [f, f + 1].filter((i) => i < meta.shape[0]);
-    shas.push(...await Promise.all(pair.map((i) => sha256Async(payload.subarray(i * frameBytes, (i + 1) * frameBytes)))));
-  }
+  for (let f = 0; f < meta.shape[0]; f++) shas.push(await sha256Sliced(payload.subarray(f * frameBytes, (f + 1) * frameBytes)));
   return { header: encodeSegmentHeader(meta, dtype, shas), payload };
+}
+
+/** Bytes hashed between two turns of the event loop by sha256Sliced: about a millisecond of work. */
+const HASH_SLICE = 1 << 20;
+
+/**
+ * SHA-256 of `bytes` on this thread, a slice at a time with the event loop let through between
+ * slices: no copy of the bytes (WebCrypto copies its input before hashing it on the thread pool,
+ * which for a 264 MB segment is a quarter second of the event loop's time and as much memory).
+ */
+export async function sha256Sliced(bytes: Uint8Array): Promise<Buffer> {
+  const h = createHash('sha256');
+  for (let o = 0; o < bytes.byteLength; o += HASH_SLICE) {
+    if (o > 0) await new Promise<void>((r) => setImmediate(r));
+    h.update(bytes.subarray(o, Math.min(o + HASH_SLICE, bytes.byteLength)));
+  }
+  return h.digest();
 }
 
 /** Checks `meta` and `data` and returns the payload bytes (a view where the stored type is `data`'s own). */
@@ -170,9 +185,22 @@ export async function sha256Async(bytes: Uint8Array): Promise<Buffer> {
 
 /** Throws ChecksumMismatchError unless `bytes` are frame `f` of the segment `meta` describes (version 2). */
 export async function verifySegmentFrame(meta: SegmentHeader, f: number, bytes: Uint8Array): Promise<void> {
+  checkFrameBytes(meta, bytes);
+  if (!(await sha256Async(bytes)).equals(meta.frameShas![f])) throw new ChecksumMismatchError('payload');
+}
+
+/**
+ * verifySegmentFrame on the calling thread: no copy of the frame (WebCrypto copies its input before
+ * hashing it on the thread pool). For a reader whose other frames are meanwhile read on the pool.
+ */
+export function verifySegmentFrameSync(meta: SegmentHeader, f: number, bytes: Uint8Array): void {
+  checkFrameBytes(meta, bytes);
+  if (!sha256(bytes).equals(meta.frameShas![f])) throw new ChecksumMismatchError('payload');
+}
+
+function checkFrameBytes(meta: SegmentHeader, bytes: Uint8Array): void {
   if (!meta.frameShas) throw new RangeError('verifySegmentFrame: a version-1 segment has no frame hashes');
   if (bytes.byteLength !== meta.frameBytes) throw new SegmentTruncatedError(meta.frameBytes, bytes.byteLength);
-  if (!(await sha256Async(bytes)).equals(meta.frameShas[f])) throw new ChecksumMismatchError('payload');
 }
 
 /** Parses and verifies the header alone (its own hash), e.g. from a ranged read of the first bytes. */

@@ -21,12 +21,26 @@ export interface TsSegmentOptions {
   signal?: AbortSignal;
 }
 
-/** MPEG-TS (H.264, yuv420p, no B-frames) of `frames` [F, C, H, W], timed from `startFrame`. */
-export async function encodeTsSegment(frames: Float32Array, g: FrameGeometry, opts: TsSegmentOptions): Promise<Buffer> {
+/**
+ * MPEG-TS (H.264, yuv420p, no B-frames) of `frames` [F, C, H, W], timed from `startFrame`. `frames`
+ * may be a promise: ffmpeg then starts at once and takes them when they come (its start-up is off
+ * the caller's critical path), and ends if they never do.
+ */
+export async function encodeTsSegment(frames: Float32Array | Promise<Float32Array>, g: FrameGeometry, opts: TsSegmentOptions): Promise<Buffer> {
   const { fps = VIDEO_FPS, crf = 18, startFrame, signal } = opts;
   if (!Number.isInteger(startFrame) || startFrame < 0) throw new RangeError(`startFrame must be a non-negative integer, got ${startFrame}`);
-  if (frameCount(frames, g) === 0) throw new RangeError('encodeTsSegment needs at least one frame');
-  const input = rawVideoInput(frames, g, { fps, scale: opts.scale });
+  const inputOf = (f: Float32Array) => {
+    if (frameCount(f, g) === 0) throw new RangeError('encodeTsSegment needs at least one frame');
+    return rawVideoInput(f, g, { fps, scale: opts.scale });
+  };
+  // The arguments do not depend on the frames' values: built from an empty set when they are still to come.
+  let input: { args: string[]; frames: Iterable<Uint8Array> | Promise<Iterable<Uint8Array>> };
+  if (frames instanceof Float32Array) input = inputOf(frames);
+  else {
+    const later = frames.then((f) => inputOf(f).frames);
+    later.catch(() => {}); // frames that never come may fail before ffmpeg is started; runFfmpeg reports it
+    input = { args: rawVideoInput(new Float32Array(0), g, { fps, scale: opts.scale }).args, frames: later };
+  }
   const bin = await resolveFfmpegPath(opts.ffmpegPath);
   // prettier-ignore
   const args = [

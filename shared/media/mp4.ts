@@ -88,10 +88,10 @@ export function rawVideoInput(
 }
 
 /**
- * Spawns ffmpeg, writes `input` to its stdin (respecting backpressure), resolves on exit 0 with
- * what it wrote to stdout (empty unless the output is `pipe:1`).
+ * Spawns ffmpeg, writes `input` to its stdin (respecting backpressure; `input` may be a promise of
+ * it), resolves on exit 0 with what it wrote to stdout (empty unless the output is `pipe:1`).
  */
-export async function runFfmpeg(bin: string, args: string[], input: Iterable<Uint8Array>, signal?: AbortSignal): Promise<Buffer> {
+export async function runFfmpeg(bin: string, args: string[], input: Iterable<Uint8Array> | Promise<Iterable<Uint8Array>>, signal?: AbortSignal): Promise<Buffer> {
   const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
   const stdout: Buffer[] = [];
   child.stdout.on('data', (b: Buffer) => stdout.push(b));
@@ -106,8 +106,18 @@ export async function runFfmpeg(bin: string, args: string[], input: Iterable<Uin
   // from counting as unhandled before it is awaited below.
   const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
   closed.catch(() => {});
+  // Input still to come (ffmpeg started early, its start-up overlapping the making of the frames):
+  // if it never comes, ffmpeg is ended and the reason passed on.
+  let frames: Iterable<Uint8Array>;
   try {
-    for (const chunk of input) {
+    frames = await input;
+  } catch (err) {
+    child.kill();
+    await closed.catch(() => {});
+    throw err;
+  }
+  try {
+    for (const chunk of frames) {
       if (child.exitCode !== null) break;
       if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain'), closed]);
     }

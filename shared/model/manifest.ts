@@ -6,8 +6,21 @@ import { ManifestInvalidError, ModelFileMissingError, OnnxHashMismatchError } fr
 
 /** Axis order of `kv` and `cache`; frames outermost so a cache is a byte concatenation of segments. */
 export const KV_LAYOUT = ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] as const;
-/** Axis order of the cache the worker assembles (the graph's per-layer K and V inputs are its slices). */
+/**
+ * Axis order of the cache the worker assembles: the graph takes it as one input per layer and K/V
+ * (`io.inputs.cache`, in the order of the two outer axes), so no layer slices or transposes it.
+ */
 export const CACHE_LAYOUT = ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames', 'head_dim'] as const;
+/**
+ * The other cache layout a graph may declare: the window frames outermost, as segments store
+ * them, fed as one input (`io.inputs.cache` names one). A frame is then one contiguous block, so the
+ * worker moves the window on by copying a chunk's K/V as they are and reads a segment's frames
+ * straight into their slots; the graph gathers each layer's K and V itself (free on a GPU).
+ */
+export const FRAMES_FIRST_CACHE_LAYOUT = ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] as const;
+
+/** Whether the graph takes its window frames outermost (FRAMES_FIRST_CACHE_LAYOUT). */
+export const framesFirstCache = (m: { cache_layout: readonly string[] }) => m.cache_layout[0] === 'frames';
 
 const posInt = z.int().positive();
 const name = z.string().min(1);
@@ -31,17 +44,27 @@ export const KV_CACHE_GEOMETRY = {
     z.literal('width'),
   ]),
   /**
-   * The layout of the cache the worker assembles; the graph takes it as one input per layer and
-   * K/V (`io.inputs.cache`, in the order of the two outer axes), so no layer slices or transposes it.
+   * The layout of the window the worker keeps and feeds the graph (CACHE_LAYOUT or
+   * FRAMES_FIRST_CACHE_LAYOUT; frames in ring order either way, global frame g in slot g mod P).
    */
-  cache_layout: z.tuple([
-    z.literal('depth'),
-    z.literal('kv'),
-    z.literal('batch'),
-    z.literal('tokens'),
-    z.literal('heads'),
-    z.literal('frames'),
-    z.literal('head_dim'),
+  cache_layout: z.union([
+    z.tuple([
+      z.literal('depth'),
+      z.literal('kv'),
+      z.literal('batch'),
+      z.literal('tokens'),
+      z.literal('heads'),
+      z.literal('frames'),
+      z.literal('head_dim'),
+    ]),
+    z.tuple([
+      z.literal('frames'),
+      z.literal('depth'),
+      z.literal('kv'),
+      z.literal('batch'),
+      z.literal('tokens'),
+      z.literal('width'),
+    ]),
   ]),
 };
 
@@ -88,15 +111,20 @@ export const ManifestSchema = z
      */
     context_t: z.int().nonnegative().default(0),
     io: z.object({
-      /** `cache`: one input per layer and K/V, [batch, tokens, heads, frames, head_dim] each: K0, V0, K1, V1, ... */
-      inputs: z.object({ x: name, t: name, label: name, pos: name, cache: z.array(name).min(2) }),
+      /**
+       * `cache`: one input per layer and K/V, [batch, tokens, heads, frames, head_dim] each: K0, V0,
+       * K1, V1, ...; or, with FRAMES_FIRST_CACHE_LAYOUT, one input [frames, depth, 2, batch, tokens, width].
+       */
+      inputs: z.object({ x: name, t: name, label: name, pos: name, cache: z.array(name).min(1) }),
       outputs: z.object({ prediction: name, kv: name }),
     }),
   })
   .superRefine((m, ctx) => {
     const fail = (p: string, message: string) => ctx.addIssue({ code: 'custom', path: [p], message });
     if (m.width !== m.heads * m.head_dim) fail('width', 'width must equal heads * head_dim');
-    if (m.io.inputs.cache.length !== 2 * m.depth) fail('io', 'io.inputs.cache must name 2 * depth inputs (K and V of every layer)');
+    if (framesFirstCache(m)) {
+      if (m.io.inputs.cache.length !== 1) fail('io', 'with cache_layout frames first, io.inputs.cache must name one input (the whole window)');
+    } else if (m.io.inputs.cache.length !== 2 * m.depth) fail('io', 'io.inputs.cache must name 2 * depth inputs (K and V of every layer)');
     // Cyclic positions: the window (P_max cached + one chunk) must fit in one period to stay distinct.
     if (m.l_train < m.p_max + m.chunk_frames) fail('l_train', 'l_train must be >= p_max + chunk_frames');
     if (m.trained_chunk_frames !== undefined && m.chunk_frames > m.trained_chunk_frames) {

@@ -14,16 +14,20 @@ import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
 // takes in fp16, so the window is kept and filled as fp16 bits on every path.
 const TINY: Geometry = { name: 'tiny', depth: 2, heads: 2, headDim: 4, tokensPerFrame: 3, chunkFrames: 2, pMax: 5 };
 const CHUNKS = 6;
-const manifest = standInManifest(await loadBaseManifest(MODEL_DIR), TINY, { cache_dtype: 'float16' });
+const base = await loadBaseManifest(MODEL_DIR);
+const manifest = standInManifest(base, TINY, { cache_dtype: 'float16' });
+// The same network taking its window as one input per layer and K/V (frames inside each head run).
+const layered = standInManifest(base, TINY, { cache_dtype: 'float16' }, 'layers');
 const assets = path.resolve(import.meta.dirname, '../../scripts/assets');
 const initPngs = [0, 1, 2].map((i) => readFileSync(path.join(assets, `demo-init-${i}.png`)));
 
 type Wrap = (s: ObjectStore) => ObjectStore;
 
-async function runJob(opts: { memo?: number; defer?: number; wrap?: Wrap } = {}) {
-  const model = new StandInModel(manifest, 0);
+async function runJob(opts: { memo?: number; defer?: number; wrap?: Wrap; manifest?: typeof manifest } = {}) {
+  const m = opts.manifest ?? manifest;
+  const model = new StandInModel(m, 0);
   const stack = localStack(tempDir());
-  const job = await submitJob(stack, manifest, { id: 'scale', frames: CHUNKS * TINY.chunkFrames, steps: 3, seed: 4, initPngs });
+  const job = await submitJob(stack, m, { id: 'scale', frames: CHUNKS * TINY.chunkFrames, steps: 3, seed: 4, initPngs });
   const store = opts.wrap ? opts.wrap(stack.store) : stack.store;
   const worker = new ChunkWorker({ ...stack, store, model, waitSec: 0.2, windowMemoBytes: opts.memo, deferSegmentBytes: opts.defer });
   while ((await worker.processNext()) === 'computed');
@@ -49,10 +53,13 @@ const countingReads = (counter: { n: number; keys: Set<string> }): Wrap => (stor
 });
 
 describe('the cache path with an fp16 window (stand-in graph)', () => {
-  it('gives the same frames and segments whether each chunk keeps its window or reads it back', async () => {
+  it.each([
+    { layout: 'frames first', m: manifest },
+    { layout: 'per layer', m: layered },
+  ])('gives the same frames and segments whether each chunk keeps its window or reads it back (window $layout)', async ({ m }) => {
     const warmReads = { n: 0, keys: new Set<string>() }, coldReads = { n: 0, keys: new Set<string>() };
-    const warm = await runJob({ wrap: countingReads(warmReads) });
-    const cold = await runJob({ memo: 0, wrap: countingReads(coldReads) });
+    const warm = await runJob({ wrap: countingReads(warmReads), manifest: m });
+    const cold = await runJob({ memo: 0, wrap: countingReads(coldReads), manifest: m });
     expect(warm.job.status).toBe('succeeded');
     expect(cold.job.status).toBe('succeeded');
     for (const [i, f] of warm.frames.entries()) expect(f!.equals(cold.frames[i]!), `frame ${i}`).toBe(true);

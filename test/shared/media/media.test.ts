@@ -195,6 +195,16 @@ describe('hls segments', () => {
     }
   });
 
+  it('starts ffmpeg before the frames exist: the same segment once they come, the reason when they never do', async () => {
+    const video = movie(3);
+    const now = await encodeTsSegment(video, G, { startFrame: 6, fps: 8 });
+    const later = await encodeTsSegment(new Promise<Float32Array>((r) => setTimeout(() => r(video), 50)), G, { startFrame: 6, fps: 8 });
+    expect(later.equals(now)).toBe(true);
+    const lost = new Error('denoising failed');
+    await expect(encodeTsSegment(Promise.reject(lost), G, { startFrame: 0 })).rejects.toBe(lost);
+    await expect(encodeTsSegment(Promise.resolve(new Float32Array(5)), G, { startFrame: 0 })).rejects.toBeInstanceOf(FrameSizeError);
+  });
+
   it('lists segments in an EVENT playlist that gains ENDLIST only when the video ends', () => {
     const entries = [{ duration: 0.375, uri: 'https://x/a.ts' }, { duration: 0.125, uri: 'https://x/b.ts' }];
     const live = renderPlaylist(entries, { ended: false, targetDuration: 0.375 });

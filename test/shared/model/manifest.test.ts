@@ -8,6 +8,7 @@ import { ManifestInvalidError, ModelFileMissingError, OnnxHashMismatchError } fr
 import {
   batchRows,
   frameFloats,
+  framesFirstCache,
   kvFrameBytes,
   kvFrameFloats,
   kvShape,
@@ -130,6 +131,16 @@ describe('loadManifest', () => {
     expect(parseManifest(manifest({ chunk_frames: 3, trained_chunk_frames: 4 })).chunk_frames).toBe(3);
     expect(parseManifest(manifest({ chunk_frames: 4, trained_chunk_frames: 4 })).chunk_frames).toBe(4);
     expect(await invalidIssues(manifest({ chunk_frames: 4, trained_chunk_frames: 3 }))).toMatch(/trained_chunk_frames \(3\)/);
+  });
+
+  it('takes the window per layer and K/V (2 * depth inputs) or frames first (one input), nothing in between', async () => {
+    const framesFirst = { cache_layout: ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] };
+    const io = (cache: string[]) => ({ io: { inputs: { x: 'x', t: 't', label: 'label', pos: 'pos', cache }, outputs: { prediction: 'out', kv: 'kv' } } });
+    expect(framesFirstCache(parseManifest(manifest()))).toBe(false);
+    expect(framesFirstCache(parseManifest(manifest({ ...framesFirst, ...io(['cache']) })))).toBe(true);
+    expect(await invalidIssues(manifest(framesFirst))).toMatch(/must name one input/);
+    expect(await invalidIssues(manifest(io(['cache'])))).toMatch(/2 \* depth inputs/);
+    expect(await invalidIssues(manifest({ cache_layout: ['frames', 'depth', 'kv', 'batch', 'tokens', 'heads', 'head_dim'] }))).toMatch(/cache_layout/);
   });
 
   it('accepts unconditional models without guidance', () => {
