@@ -7,6 +7,7 @@ export default defineConfig({
   test: {
     include: ['test/shared/**/*.test.ts', 'test/worker/**/*.test.ts', 'test/webhooks/**/*.test.ts', 'test/api/**/*.test.ts', 'test/functions/**/*.test.ts'],
     exclude: ['test/worker/crash-recovery.test.ts', 'node_modules/**'],
+    setupFiles: ['test/mutation-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },
