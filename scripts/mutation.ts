@@ -139,6 +139,7 @@ const result = {
   tool: 'StrykerJS (vitest runner, TypeScript checker unless MUTATION_NO_TYPECHECK)',
   typecheck: !process.env.MUTATION_NO_TYPECHECK,
   run: process.env.MUTATE ?? 'all core modules',
+  tests: process.env.MUTATION_TESTS ?? 'all (vitest.mutation.config.ts)',
   files: Object.keys(report.files).sort(),
   seconds,
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
