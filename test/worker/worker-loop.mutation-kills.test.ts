@@ -24,7 +24,7 @@ async function bodies(queue: TaskQueue): Promise<unknown[]> {
   return got.map((m) => JSON.parse(m.body));
 }
 
-function worker(stack: ReturnType<typeof localStack>, extra: Partial<ConstructorParameters<typeof ChunkWorker>[0]> = {}) {
+function worker(stack: Pick<ReturnType<typeof localStack>, 'store' | 'webhookQueue'> & { chunkQueue: TaskQueue }, extra: Partial<ConstructorParameters<typeof ChunkWorker>[0]> = {}) {
   const events: TaskEvent[] = [];
   const w = new ChunkWorker({ ...stack, model, waitSec: 0.2, windowMemoBytes: 0, onTask: (e) => events.push(e), ...extra });
   return { w, events };
