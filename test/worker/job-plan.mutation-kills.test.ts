@@ -53,6 +53,11 @@ describe('jobPlan: chunk length', () => {
     expect(f.message).toBe('job was accepted in chunks of 5 frames; this model serves at most 4');
   });
 
+  it('refuses a chunk longer than the trained one even where it would fit after a full window', () => {
+    const f = failure(() => jobPlan(job({}, { model: { name: 'm', sha256: BASE.onnx_sha256, chunk_frames: 5 } }), manifest({ l_train: 100 })));
+    expect(f.code).toBe('model_mismatch');
+  });
+
   it('refuses a chunk that does not fit after a full window (P_max + chunk > L_train), and takes one that fits exactly', () => {
     const ok = job({}, { model: { name: 'm', sha256: BASE.onnx_sha256, chunk_frames: 4 } });
     expect(jobPlan(ok, manifest({ l_train: 16 })).chunkFrames).toBe(4); // 12 + 4 = 16

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SegmentMalformedError, SegmentMismatchError, SegmentTruncatedError } from '../../../shared/cache/errors.js';
 import {
   checkSegmentIdentity,
+  verifySegmentFrame,
   decodeSegment,
   decodeSegmentHeader,
   encodeSegment,
@@ -137,12 +138,12 @@ describe('decodeSegmentHeader: bounds', () => {
 });
 
 /** A version-2 header written field by field, with a valid header hash: shapes the encoder refuses. */
-function rawHeader(fields: { dtype?: number; shape: number[]; payloadBytes: bigint; frames?: number }): Buffer {
+function rawHeader(fields: { dtype?: number; shape: number[]; payloadBytes: bigint; frames?: number; version?: number }): Buffer {
   const job = Buffer.from('job-1');
   const parts: Buffer[] = [Buffer.from('CA2VDMKV', 'ascii')];
   const u16 = (v: number) => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
   const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
-  parts.push(u16(2), Buffer.from([fields.dtype ?? 1, fields.shape.length]), ...fields.shape.map(u32));
+  parts.push(u16(fields.version ?? 2), Buffer.from([fields.dtype ?? 1, fields.shape.length]), ...fields.shape.map(u32));
   parts.push(Buffer.from(SHA, 'hex'), u16(job.length), job);
   const tail = Buffer.alloc(16);
   tail.writeInt32LE(0, 0);
@@ -182,6 +183,10 @@ describe('decodeSegmentHeader: a well-hashed header that describes no valid segm
     expect(malformed(rawHeader({ shape, payloadBytes })).reason).toBe(`shape [${shape}] is not [F, depth, 2, B, N, width]`);
   });
 
+  it('refuses a header of no dimensions as malformed (it has no frame hashes, so its own hash holds)', () => {
+    expect(malformed(rawHeader({ shape: [], payloadBytes: 0n })).reason).toBe('shape [] is not [F, depth, 2, B, N, width]');
+  });
+
   it('refuses a payload length that does not match the shape', () => {
     expect(malformed(rawHeader({ shape: [2, 1, 2, 1, 2, 3], payloadBytes: 50n })).reason).toBe('payload length 50 does not match shape [2,1,2,1,2,3]');
   });
@@ -217,5 +222,15 @@ describe('decodeSegment and identity: what the errors say', () => {
   it('encodeSegmentParts applies the same checks', async () => {
     await expect(encodeSegmentParts(values(COUNT), { ...META, shape: [2, 1, 3, 1, 2, 3] as KvShape })).rejects.toThrow(/segment shape must be/);
     await expect(encodeSegmentParts(values(COUNT), { ...META, firstFrame: -1 })).rejects.toThrow('firstFrame must be a u32, got -1');
+  });
+});
+
+describe('version 1 segments (one payload hash)', () => {
+  it('reads a version-1 header, which has no frame hashes to verify a frame against', async () => {
+    const meta = decodeSegmentHeader(rawHeader({ version: 1, shape: [2, 1, 2, 1, 2, 3], payloadBytes: 48n, frames: 1 }));
+    expect(meta.version).toBe(1);
+    expect(meta.frameShas).toBeUndefined();
+    expect(meta.payloadSha).toHaveLength(32);
+    await expect(verifySegmentFrame(meta, 0, new Uint8Array(24))).rejects.toThrow(new RangeError('verifySegmentFrame: a version-1 segment has no frame hashes'));
   });
 });
