@@ -4,7 +4,8 @@
 // from the incremental file, which holds the last result of every core file: a run narrowed with
 // MUTATE=... works on a copy of it and merges its files back, so the other files' results stay.
 // `--summary-only` skips the run and summarizes the incremental file as it is; `--merge FILE` first
-// merges FILE (the incremental file of a run made with `npx stryker run --incrementalFile FILE`).
+// merges FILE (the incremental file of a run made with `npx stryker run --incrementalFile FILE`;
+// with MUTATE=..., only those files of it).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -34,7 +35,7 @@ const readReport = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as R
  * `into` with the files of `part` (a narrowed run's report) in place of its own. Test ids are
  * numbers each run assigns anew, so `part`'s are mapped to `into`'s by test file and name.
  */
-function mergeReports(into: Report, part: Report): Report {
+function mergeReports(into: Report, part: Report, only?: string[]): Report {
   const testFiles: Record<string, TestFile> = structuredClone(into.testFiles ?? {});
   const idOf = new Map<string, string>();
   let next = 0;
@@ -60,6 +61,9 @@ function mergeReports(into: Report, part: Report): Report {
   const ids = (list?: string[]) => list?.map((id) => remap.get(id) ?? id);
   const files = { ...into.files };
   for (const [file, entry] of Object.entries(part.files)) {
+    // Stryker's report also carries the other files of the incremental file it started from, as
+    // they were then: only the files this run mutated are news.
+    if (only && !only.includes(file)) continue;
     files[file] = { ...entry, mutants: entry.mutants.map((m) => ({ ...m, coveredBy: ids(m.coveredBy), killedBy: ids(m.killedBy) })) };
   }
   return { ...into, files, testFiles };
@@ -69,7 +73,7 @@ let seconds: number | undefined;
 const mergeArg = process.argv.indexOf('--merge');
 if (mergeArg > 0) {
   const file = process.argv[mergeArg + 1];
-  writeFileSync(INCREMENTAL, JSON.stringify(mergeReports(readReport(INCREMENTAL), readReport(file)), null, 2));
+  writeFileSync(INCREMENTAL, JSON.stringify(mergeReports(readReport(INCREMENTAL), readReport(file), process.env.MUTATE?.split(',')), null, 2));
 } else if (!process.argv.includes('--summary-only')) {
   const started = performance.now();
   let status: number | null;
@@ -78,7 +82,7 @@ if (mergeArg > 0) {
     const partial = path.join(dir, 'incremental.json');
     copyFileSync(INCREMENTAL, partial);
     status = spawnSync('npx', ['stryker', 'run', '--incrementalFile', partial], { cwd: ROOT, stdio: 'inherit' }).status;
-    if (status === 0) writeFileSync(INCREMENTAL, JSON.stringify(mergeReports(readReport(INCREMENTAL), readReport(partial)), null, 2));
+    if (status === 0) writeFileSync(INCREMENTAL, JSON.stringify(mergeReports(readReport(INCREMENTAL), readReport(partial), process.env.MUTATE.split(',')), null, 2));
     rmSync(dir, { recursive: true, force: true });
   } else {
     status = spawnSync('npx', ['stryker', 'run'], { cwd: ROOT, stdio: 'inherit' }).status;
