@@ -1,14 +1,19 @@
 // npm run mutation: runs StrykerJS (stryker.config.mjs), then writes the mutation score per core
-// module (its MODULES) from reports/mutation/mutation.json, with every survivor, to
-// bench/results/mutation.json. Survivors the config lists as equivalent (EQUIVALENT_MUTANTS, each
-// with its reason) leave the score. `--summary-only` skips the run and summarizes the last report.
+// module (its MODULES), with every survivor, to bench/results/mutation.json. Survivors the config
+// lists as equivalent (EQUIVALENT_MUTANTS, each with its reason) leave the score. The scores come
+// from the incremental file, which holds the last result of every core file: a run narrowed with
+// MUTATE=... works on a copy of it and merges its files back, so the other files' results stay.
+// `--summary-only` skips the run and summarizes the incremental file as it is; `--merge FILE` first
+// merges FILE (the incremental file of a run made with `npx stryker run --incrementalFile FILE`;
+// with MUTATE=..., only those files of it).
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EQUIVALENT_MUTANTS, MODULES } from '../stryker.config.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
+const INCREMENTAL = path.join(ROOT, 'bench/results/stryker-incremental.json');
 
 interface Mutant {
   id: string;
@@ -16,19 +21,76 @@ interface Mutant {
   replacement?: string;
   status: string;
   location: { start: { line: number; column: number }; end: { line: number; column: number } };
+  coveredBy?: string[];
+  killedBy?: string[];
 }
-interface Report { files: Record<string, { source: string; mutants: Mutant[] }> }
+interface TestFile { source?: string; tests: { id: string; name: string }[] }
+interface Report { files: Record<string, { source: string; mutants: Mutant[] }>; testFiles?: Record<string, TestFile> }
 
 interface Equivalent { file: string; mutator: string; original: string; replacement: string; reason: string }
 
-let seconds: number | undefined;
-if (!process.argv.includes('--summary-only')) {
-  const started = performance.now();
-  const run = spawnSync('npx', ['stryker', 'run'], { cwd: ROOT, stdio: 'inherit' });
-  seconds = Math.round((performance.now() - started) / 1000);
-  if (run.status !== 0) process.exit(run.status ?? 1);
+const readReport = (file: string) => JSON.parse(readFileSync(file, 'utf8')) as Report;
+
+/**
+ * `into` with the files of `part` (a narrowed run's report) in place of its own. Test ids are
+ * numbers each run assigns anew, so `part`'s are mapped to `into`'s by test file and name.
+ */
+function mergeReports(into: Report, part: Report, only?: string[]): Report {
+  const testFiles: Record<string, TestFile> = structuredClone(into.testFiles ?? {});
+  const idOf = new Map<string, string>();
+  let next = 0;
+  for (const [file, tf] of Object.entries(testFiles)) {
+    for (const t of tf.tests) {
+      idOf.set(`${file}\0${t.name}`, t.id);
+      next = Math.max(next, Number(t.id) + 1);
+    }
+  }
+  const remap = new Map<string, string>();
+  for (const [file, tf] of Object.entries(part.testFiles ?? {})) {
+    const kept = testFiles[file]?.tests ?? [];
+    const tests = tf.tests.map((t) => {
+      const key = `${file}\0${t.name}`;
+      const id = idOf.get(key) ?? String(next++);
+      idOf.set(key, id);
+      remap.set(t.id, id);
+      return { ...t, id };
+    });
+    const names = new Set(tests.map((t) => t.name));
+    testFiles[file] = { ...tf, tests: [...tests, ...kept.filter((t) => !names.has(t.name))] };
+  }
+  const ids = (list?: string[]) => list?.map((id) => remap.get(id) ?? id);
+  const files = { ...into.files };
+  for (const [file, entry] of Object.entries(part.files)) {
+    // Stryker's report also carries the other files of the incremental file it started from, as
+    // they were then: only the files this run mutated are news.
+    if (only && !only.includes(file)) continue;
+    files[file] = { ...entry, mutants: entry.mutants.map((m) => ({ ...m, coveredBy: ids(m.coveredBy), killedBy: ids(m.killedBy) })) };
+  }
+  return { ...into, files, testFiles };
 }
-const report = JSON.parse(readFileSync(path.join(ROOT, 'reports/mutation/mutation.json'), 'utf8')) as Report;
+
+let seconds: number | undefined;
+const mergeArg = process.argv.indexOf('--merge');
+if (mergeArg > 0) {
+  const file = process.argv[mergeArg + 1];
+  writeFileSync(INCREMENTAL, JSON.stringify(mergeReports(readReport(INCREMENTAL), readReport(file), process.env.MUTATE?.split(',')), null, 2));
+} else if (!process.argv.includes('--summary-only')) {
+  const started = performance.now();
+  let status: number | null;
+  if (process.env.MUTATE && existsSync(INCREMENTAL)) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mutation-'));
+    const partial = path.join(dir, 'incremental.json');
+    copyFileSync(INCREMENTAL, partial);
+    status = spawnSync('npx', ['stryker', 'run', '--incrementalFile', partial], { cwd: ROOT, stdio: 'inherit' }).status;
+    if (status === 0) writeFileSync(INCREMENTAL, JSON.stringify(mergeReports(readReport(INCREMENTAL), readReport(partial), process.env.MUTATE.split(',')), null, 2));
+    rmSync(dir, { recursive: true, force: true });
+  } else {
+    status = spawnSync('npx', ['stryker', 'run'], { cwd: ROOT, stdio: 'inherit' }).status;
+  }
+  seconds = Math.round((performance.now() - started) / 1000);
+  if (status !== 0) process.exit(status ?? 1);
+}
+const report = readReport(INCREMENTAL);
 
 /** The source text a mutant replaces. */
 function original(source: string, m: Mutant): string {
@@ -80,7 +142,9 @@ const result = {
   date: new Date().toISOString(),
   tool: 'StrykerJS (vitest runner, TypeScript checker unless MUTATION_NO_TYPECHECK)',
   typecheck: !process.env.MUTATION_NO_TYPECHECK,
-  mutate: process.env.MUTATE ?? 'all core modules',
+  run: process.env.MUTATE ?? 'all core modules',
+  tests: process.env.MUTATION_TESTS ?? 'all (vitest.mutation.config.ts)',
+  files: Object.keys(report.files).sort(),
   seconds,
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
   score: total.valid ? Math.round((1000 * total.detected) / total.valid) / 10 : null,
