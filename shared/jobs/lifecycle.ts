@@ -120,7 +120,8 @@ export async function endJob(
     if (end.status === 'failed') j.error = end.error;
     if (end.status === 'succeeded') {
       j.outputs = end.outputs;
-      j.metrics.total_s = Math.round((at.getTime() - Date.parse(j.created_at)) / 10) / 100;
+      // Never negative: a worker whose clock is behind the API's must still be able to end the job.
+      j.metrics.total_s = Math.max(0, Math.round((at.getTime() - Date.parse(j.created_at)) / 10) / 100);
     }
     return j;
   });

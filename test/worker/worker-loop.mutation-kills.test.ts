@@ -3,7 +3,8 @@
 // options, scale-in protection around each task, and the worker's own lifecycle.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { log } from '../../gpu-worker/log.js';
 import { ModelSession } from '../../gpu-worker/model-session.js';
 import { TaskProtection } from '../../gpu-worker/task-protection.js';
 import { ChunkWorker, type TaskEvent } from '../../gpu-worker/worker.js';
@@ -90,15 +91,17 @@ describe('ChunkWorker: tasks settled before any denoising', () => {
       receive: (opts: ReceiveOptions) => (failures-- > 0 ? Promise.reject(new Error('network down')) : stack.chunkQueue.receive(opts)),
     });
     await stack.chunkQueue.send(JSON.stringify({ job: 'gone', tenant: 'tenant1', chunk: 0 }), { groupId: 'gone', dedupId: 'g0' });
+    const warned = vi.spyOn(log, 'warn');
     const { w, events } = worker({ ...stack, chunkQueue });
     const started = Date.now();
     const running = w.run();
     while (events.length === 0 && Date.now() - started < 20_000) await new Promise((r) => setTimeout(r, 50));
-    const waited = Date.now() - started;
     await w.close();
     await running;
+    const backoffs = warned.mock.calls.filter(([m]) => m === 'receive failed, retrying').map(([, f]) => f?.backoff_ms);
+    warned.mockRestore();
     expect(events.map((e) => e.outcome)).toEqual(['skipped']);
-    expect(waited).toBeGreaterThanOrEqual(1_400); // 0.5 s, then 1 s of backoff
+    expect(backoffs).toEqual([500, 1_000]); // 0.5 s, then twice that
   });
 
   it('receives one task at a time, with the visibility it renews and the long poll it was given (defaults 60 s, 2 s)', async () => {

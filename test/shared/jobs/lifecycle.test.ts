@@ -107,6 +107,14 @@ describe('endJob', () => {
     expect((await readJob(s.store, 't1', 'vid_2'))!.job).toMatchObject({ status: 'succeeded', outputs, metrics: { total_s: 12.35 } });
   });
 
+  it('ends a job whose creation time is ahead of this clock (clock skew): total_s is 0, never negative', async () => {
+    const s = stack();
+    await createJob(s.store, job());
+    const outputs = { video: 'v.mp4', gif: 'p.gif' };
+    await endJob(s, { tenant: 't1', id: 'vid_1' }, { status: 'succeeded', outputs }, () => new Date('2029-12-31T23:59:00.000Z'));
+    expect((await readJob(s.store, 't1', 'vid_1'))!.job).toMatchObject({ status: 'succeeded', metrics: { total_s: 0 } });
+  });
+
   it('returns null for a job that is gone', async () => {
     expect(await endJob(stack(), { tenant: 't1', id: 'vid_gone' }, { status: 'canceled' })).toBeNull();
   });
