@@ -85,15 +85,24 @@ export async function writeSegment(
   deps: CacheDeps, job: Job, plan: JobPlan, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
 ): Promise<void> {
   const m = deps.model.manifest;
-  const frameShape = kvFrameShape(m, plan);
-  const frames = kv.length / frameShape.reduce((a, b) => a * b, 1);
-  const { header, payload } = await encodeSegmentParts(kv, { modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame, shape: [frames, ...frameShape] }, m.kv_dtype);
-  // A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
+  await putSegment(deps.store, { modelSha: m.onnx_sha256, kvDtype: m.kv_dtype, frameShape: kvFrameShape(m, plan) }, job, chunk, firstFrame, kv, options);
+}
+
+/**
+ * Encodes and stores one segment of per-frame K/V `[frames, ...frameShape]`, for either model kind.
+ * A damaged segment is replaced only if it is still the damaged one (ETag); a missing one only if still missing.
+ */
+export async function putSegment(
+  store: ObjectStore, model: { modelSha: string; kvDtype: Manifest['kv_dtype']; frameShape: readonly [number, number, number, number, number] },
+  job: Job, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
+): Promise<void> {
+  const frames = kv.length / model.frameShape.reduce((a, b) => a * b, 1);
+  const { header, payload } = await encodeSegmentParts(kv, { modelSha: model.modelSha, job: job.id, chunk, firstFrame, shape: [frames, ...model.frameShape] }, model.kvDtype);
   const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
   try {
-    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS, durable: false });
+    await store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS, durable: false });
   } catch (err) {
-    // Someone else wrote (or repaired) it first: the same pass over the same frames, the same bytes.
+    // Someone else wrote (or repaired) it first: the same pass over the same inputs, the same bytes.
     if (!(err instanceof PreconditionFailedError)) throw err;
   }
 }

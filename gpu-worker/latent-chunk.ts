@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import type { AssembledWindow } from '../shared/cache/assemble.js';
 import { CacheError, ModelHashMismatchError } from '../shared/cache/errors.js';
-import { decodeSegment, encodeSegmentParts, PREFIX_CHUNK, type SegmentHeader } from '../shared/cache/segment.js';
+import { decodeSegment, PREFIX_CHUNK, type SegmentHeader } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, frameKey, inputFrameKey, jobPrefix, streamSegmentKey } from '../shared/keys.js';
 import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
 import { framesToPngs } from '../shared/media/png.js';
@@ -30,9 +30,8 @@ import type { ManifestV2 } from '../shared/model/manifest-v2.js';
 import { iddpmSchedule, iddpmStep, type IddpmSchedule } from '../shared/sampler/iddpm.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
 import type { Job } from '../shared/schemas/job.js';
-import { PreconditionFailedError } from '../shared/store/errors.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
-import { segmentKey } from './cache-window.js';
+import { putSegment, segmentKey } from './cache-window.js';
 import type { ChunkDeps, PhaseTimer } from './chunk-step.js';
 import { assertEarlierFramesKept, decodeStoredPngs, f16Precision, recordRepair, writeCleanCopy } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
@@ -323,16 +322,7 @@ const segmentFrameShape = (m: ManifestV2) => [cacheCount(m) * m.depth, 2, ROWS, 
 /** Stores segment `chunk` once (write-once; a damaged one is replaced only while it is still the damaged one). */
 async function writeLatentSegment(deps: CacheDeps, job: Job, chunk: number, firstFrame: number, kv: FrameKv, options: { replace?: string } = {}): Promise<void> {
   const m = deps.model.manifest;
-  const frameShape = segmentFrameShape(m);
-  const frames = kv.length / frameShape.reduce((a, b) => a * b, 1);
-  const { header, payload } = await encodeSegmentParts(kv, { modelSha: m.onnx_sha256, job: job.id, chunk, firstFrame, shape: [frames, ...frameShape] }, m.kv_dtype);
-  const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
-  try {
-    await deps.store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS, durable: false });
-  } catch (err) {
-    // Someone else wrote (or repaired) it first: the same pass over the same latents, the same bytes.
-    if (!(err instanceof PreconditionFailedError)) throw err;
-  }
+  await putSegment(deps.store, { modelSha: m.onnx_sha256, kvDtype: m.kv_dtype, frameShape: segmentFrameShape(m) }, job, chunk, firstFrame, kv, options);
 }
 
 // ---- latents ----

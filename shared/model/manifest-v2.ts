@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { ManifestInvalidError, OnnxHashMismatchError } from './errors.js';
-import { KV_CACHE_GEOMETRY, sha256File } from './manifest.js';
+import { KV_CACHE_GEOMETRY, readManifestJson, sha256File } from './manifest.js';
 
 const posInt = z.int().positive();
 const name = z.string().min(1);
@@ -90,13 +90,7 @@ export interface LoadedManifestV2 {
 
 /** Validates `dir/manifest.json` as format 2 and checks every file's SHA-256 against it. */
 export async function loadManifestV2(dir: string): Promise<LoadedManifestV2> {
-  const manifestPath = path.resolve(dir, 'manifest.json');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
-  } catch (cause) {
-    throw new ManifestInvalidError(manifestPath, [(cause as Error).message], { cause });
-  }
+  const { manifestPath, raw } = await readManifestJson(dir);
   const parsed = ManifestV2Schema.safeParse(raw);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);

@@ -17,13 +17,17 @@ export const CACHE_LAYOUT = ['depth', 'kv', 'batch', 'tokens', 'heads', 'frames'
  * worker moves the window on by copying a chunk's K/V as they are and reads a segment's frames
  * straight into their slots; the graph gathers each layer's K and V itself (free on a GPU).
  */
-export const FRAMES_FIRST_CACHE_LAYOUT = ['frames', 'depth', 'kv', 'batch', 'tokens', 'width'] as const;
+export const FRAMES_FIRST_CACHE_LAYOUT = KV_LAYOUT;
 
 /** Whether the graph takes its window frames outermost (FRAMES_FIRST_CACHE_LAYOUT). */
 export const framesFirstCache = (m: { cache_layout: readonly string[] }) => m.cache_layout[0] === 'frames';
 
 const posInt = z.int().positive();
 const name = z.string().min(1);
+
+/** A layout field: exactly these axis names, in this order. */
+const layoutSchema = <const A extends readonly [string, ...string[]]>(axes: A) =>
+  z.tuple(axes.map((a) => z.literal(a)) as { [I in keyof A]: z.ZodLiteral<A[I]> });
 
 /** The K/V cache's geometry and layouts: the same fields in every manifest format. */
 export const KV_CACHE_GEOMETRY = {
@@ -35,37 +39,12 @@ export const KV_CACHE_GEOMETRY = {
   width: posInt,
   tokens_per_frame: posInt,
   kv_dtype: z.enum(['float16', 'float32']),
-  kv_layout: z.tuple([
-    z.literal('frames'),
-    z.literal('depth'),
-    z.literal('kv'),
-    z.literal('batch'),
-    z.literal('tokens'),
-    z.literal('width'),
-  ]),
+  kv_layout: layoutSchema(KV_LAYOUT),
   /**
    * The layout of the window the worker keeps and feeds the graph (CACHE_LAYOUT or
    * FRAMES_FIRST_CACHE_LAYOUT; frames in ring order either way, global frame g in slot g mod P).
    */
-  cache_layout: z.union([
-    z.tuple([
-      z.literal('depth'),
-      z.literal('kv'),
-      z.literal('batch'),
-      z.literal('tokens'),
-      z.literal('heads'),
-      z.literal('frames'),
-      z.literal('head_dim'),
-    ]),
-    z.tuple([
-      z.literal('frames'),
-      z.literal('depth'),
-      z.literal('kv'),
-      z.literal('batch'),
-      z.literal('tokens'),
-      z.literal('width'),
-    ]),
-  ]),
+  cache_layout: z.union([layoutSchema(CACHE_LAYOUT), layoutSchema(FRAMES_FIRST_CACHE_LAYOUT)]),
 };
 
 /** The model contract of model/artifacts/NAME/manifest.json (see docs/design.md). */
@@ -159,15 +138,19 @@ export interface LoadedManifest {
   onnxPath: string;
 }
 
-/** Validates `dir/manifest.json` and checks the ONNX file's SHA-256 against it. */
-export async function loadManifest(dir: string): Promise<LoadedManifest> {
+/** `dir/manifest.json` parsed as JSON, not yet validated (either format); unreadable or not JSON is ManifestInvalidError. */
+export async function readManifestJson(dir: string): Promise<{ manifestPath: string; raw: unknown }> {
   const manifestPath = path.resolve(dir, 'manifest.json');
-  let raw: unknown;
   try {
-    raw = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
+    return { manifestPath, raw: JSON.parse(await fs.readFile(manifestPath, 'utf8')) as unknown };
   } catch (cause) {
     throw new ManifestInvalidError(manifestPath, [(cause as Error).message], { cause });
   }
+}
+
+/** Validates `dir/manifest.json` and checks the ONNX file's SHA-256 against it. */
+export async function loadManifest(dir: string): Promise<LoadedManifest> {
+  const { manifestPath, raw } = await readManifestJson(dir);
   const manifest = parseManifest(raw, manifestPath);
   const onnxPath = path.join(path.dirname(manifestPath), manifest.onnx);
   const actual = await sha256File(onnxPath);
