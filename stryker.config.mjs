@@ -7,7 +7,7 @@ export const MODULES = {
   'chunk step': ['gpu-worker/chunk-step.ts', 'gpu-worker/job-plan.ts'],
   'cache window and codec': ['gpu-worker/cache-window.ts', 'shared/cache/assemble.ts', 'shared/cache/segment.ts', 'shared/cache/f16.ts'],
   sampler: ['shared/sampler/ddim.ts', 'shared/sampler/iddpm.ts', 'shared/sampler/noise.ts', 'shared/sampler/schedule.ts', 'shared/sampler/context.ts'],
-  'job store': ['shared/jobs/job-store.ts', 'shared/store/local-store.ts', 'shared/store/s3-store.ts'],
+  'job store': ['shared/jobs/job-store.ts', 'shared/jobs/lifecycle.ts', 'shared/store/local-store.ts', 'shared/store/s3-store.ts'],
   'API create/idempotency/tenancy': ['shared/api/videos.ts'],
   'webhook signing/retry/SSRF': ['shared/webhooks/signature.ts', 'shared/webhooks/deliver.ts', 'shared/webhooks/ssrf.ts'],
   'worker loop': ['gpu-worker/worker.ts', 'gpu-worker/heartbeat.ts', 'gpu-worker/window-memo.ts'],
@@ -19,6 +19,10 @@ export const MODULES = {
  * out of the score and lists them with the reason.
  */
 export const EQUIVALENT_MUTANTS = [
+  { file: 'shared/jobs/lifecycle.ts', mutator: 'ConditionalExpression', original: 'spec.idempotencyKey !== undefined', replacement: 'true', reason: 'idempotency_key: undefined is dropped when job.json is written (JSON), so the stored record is the same' },
+  { file: 'shared/jobs/lifecycle.ts', mutator: 'StringLiteral', original: "''", replacement: '"Stryker was here!"', reason: 'the index entry and the active marker are read by key only: their bytes are never read' },
+  { file: 'shared/jobs/lifecycle.ts', mutator: 'ObjectLiteral', original: "{ contentType: 'application/octet-stream' }", replacement: '{}', reason: 'the active marker is read by key only: its content type is never read' },
+  { file: 'shared/jobs/lifecycle.ts', mutator: 'StringLiteral', original: "'application/octet-stream'", replacement: '""', reason: 'the active marker is read by key only: its content type is never read' },
   { file: 'shared/sampler/ddim.ts', mutator: 'EqualityOperator', original: 'x0 < lo', replacement: 'x0 <= lo', reason: 'clipping x0 == lo to lo changes nothing' },
   { file: 'shared/sampler/ddim.ts', mutator: 'EqualityOperator', original: 'x0 > hi', replacement: 'x0 >= hi', reason: 'clipping x0 == hi to hi changes nothing' },
   { file: 'shared/sampler/ddim.ts', mutator: 'ConditionalExpression', original: 'rows === 1', replacement: 'false', reason: 'line 79: with one row the batch buffer is never read (the model gets x), so allocating it changes nothing' },

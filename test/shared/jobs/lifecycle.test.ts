@@ -95,6 +95,17 @@ describe('endJob', () => {
     expect(await drain(s.webhookQueue)).toEqual([]);
   });
 
+  it('sends no event for a repeat that would end the job another way: another status, or a failure with another code', async () => {
+    const s = stack();
+    const failed = { status: 'failed', error: { code: 'max_receives', message: 'dead-lettered' } } as const;
+    await createJob(s.store, { ...job(), status: 'failed', error: failed.error });
+    await endJob(s, { tenant: 't1', id: 'vid_1' }, { status: 'succeeded', outputs: { video: 'v.mp4', gif: 'p.gif' } });
+    await endJob(s, { tenant: 't1', id: 'vid_1' }, { status: 'failed', error: { code: 'frames_missing', message: 'gone' } });
+    expect(await drain(s.webhookQueue)).toEqual([]);
+    await endJob(s, { tenant: 't1', id: 'vid_1' }, failed); // the same ending: its event (again)
+    expect((await drain(s.webhookQueue)).length).toBe(1);
+  });
+
   it('decides from the stored record: a cancel accepted meanwhile wins over success', async () => {
     const s = stack();
     await createJob(s.store, { ...job(), cancel_requested: true });
