@@ -9,7 +9,6 @@
  * segment rebuilt from the 8-bit PNG frames, which is approximate; the job records every repair and
  * whether it was lossy. A frame that neither can give back fails the job at once.
  */
-import { createHash } from 'node:crypto';
 import { f16ToF32, f32ToF16 } from '../shared/cache/f16.js';
 import { updateJob } from '../shared/jobs/job-store.js';
 import { CACHE_SEGMENT_TAGS, frameKey, framesPrefix, jobPrefix } from '../shared/keys.js';
@@ -23,6 +22,7 @@ import type { ObjectStore } from '../shared/store/object-store.js';
 import { ChunkFailure } from './errors.js';
 import { geometry, type JobPlan } from './job-plan.js';
 import { log } from './log.js';
+import { openChunkBlob, sealChunkBlob, type ChunkBlobMeta } from './chunk-blob.js';
 
 export interface CleanCopyDeps {
   store: ObjectStore;
@@ -43,30 +43,16 @@ export function f16Precision(x: Float32Array): Float32Array {
   return f16ToF32(f32ToF16(x));
 }
 
-/** The copy's bytes: magic, header length, JSON header, SHA-256 of header and payload, fp16 payload. */
-export function encodeCleanCopy(frames: Float32Array, meta: { job: string; chunk: number; frames: number }): Buffer {
-  const header = Buffer.from(JSON.stringify({ job: meta.job, chunk: meta.chunk, frames: meta.frames, floats: frames.length }));
+/** The copy's bytes: a chunk blob (chunk-blob.ts) with an fp16 payload. */
+export function encodeCleanCopy(frames: Float32Array, meta: ChunkBlobMeta): Buffer {
   const f16 = f32ToF16(frames);
-  const payload = Buffer.from(f16.buffer, f16.byteOffset, f16.byteLength);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(header.length);
-  const digest = createHash('sha256').update(header).update(payload).digest();
-  return Buffer.concat([Buffer.from(MAGIC, 'latin1'), len, header, digest, payload]);
+  return sealChunkBlob(MAGIC, { ...meta, floats: frames.length }, Buffer.from(f16.buffer, f16.byteOffset, f16.byteLength));
 }
 
 /** The frames of a copy if it is intact and is the one expected; else null (damaged or another chunk's). */
-export function decodeCleanCopy(bytes: Buffer, expect: { job: string; chunk: number; frames: number; floats: number }): Float32Array | null {
-  if (bytes.length < 12 || bytes.toString('latin1', 0, 8) !== MAGIC) return null;
-  const headerLen = bytes.readUInt32LE(8);
-  const payloadAt = 12 + headerLen + 32;
-  if (payloadAt > bytes.length || (bytes.length - payloadAt) !== expect.floats * 2) return null;
-  const header = bytes.subarray(12, 12 + headerLen);
-  const payload = bytes.subarray(payloadAt);
-  const digest = createHash('sha256').update(header).update(payload).digest();
-  if (!digest.equals(bytes.subarray(12 + headerLen, payloadAt))) return null;
-  let meta: { job?: unknown; chunk?: unknown; frames?: unknown };
-  try { meta = JSON.parse(header.toString('utf8')); } catch { return null; }
-  if (meta.job !== expect.job || meta.chunk !== expect.chunk || meta.frames !== expect.frames) return null;
+export function decodeCleanCopy(bytes: Buffer, expect: ChunkBlobMeta & { floats: number }): Float32Array | null {
+  const payload = openChunkBlob(bytes, MAGIC, expect, expect.floats * 2);
+  if (!payload) return null;
   const f16 = new Uint16Array(expect.floats);
   Buffer.from(f16.buffer).set(payload);
   return f16ToF32(f16);

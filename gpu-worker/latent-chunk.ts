@@ -18,7 +18,6 @@
  * PNGs: re-encoding them would not give the same cache. Noise is a function of (seed, chunk,
  * stream), so a redelivered task makes the same bytes.
  */
-import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import type { AssembledWindow } from '../shared/cache/assemble.js';
 import { CacheError, ModelHashMismatchError } from '../shared/cache/errors.js';
@@ -39,6 +38,7 @@ import { firstFrameOf, framesOfChunk, geometry, type JobPlan } from './job-plan.
 import { attentionLayout, contextLatents, prefixFrameIndices } from './latent-generate.js';
 import type { LatentModelSession } from './latent-session.js';
 import { log } from './log.js';
+import { openChunkBlob, sealChunkBlob, type ChunkBlobMeta } from './chunk-blob.js';
 
 export interface LatentDeps extends Omit<ChunkDeps, 'model'> {
   model: LatentModelSession;
@@ -335,30 +335,17 @@ export function latentsKey(job: Pick<Job, 'tenant' | 'id'>, chunk: number): stri
   return `${jobPrefix(job.tenant, job.id)}latents/${chunk === PREFIX_CHUNK ? 'prefix' : String(chunk).padStart(6, '0')}.f32`;
 }
 
-/** The latents' bytes: magic, header length, JSON header, SHA-256 of header and payload, float32 payload (little-endian). */
-export function encodeLatents(latents: Float32Array, meta: { job: string; chunk: number; frames: number }): Buffer {
-  const header = Buffer.from(JSON.stringify({ ...meta, floats: latents.length }));
+/** The latents' bytes: a chunk blob (chunk-blob.ts) with a float32 payload (little-endian). */
+export function encodeLatents(latents: Float32Array, meta: ChunkBlobMeta): Buffer {
   const payload = Buffer.alloc(latents.length * 4);
   latents.forEach((v, i) => payload.writeFloatLE(v, i * 4));
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(header.length);
-  const digest = createHash('sha256').update(header).update(payload).digest();
-  return Buffer.concat([Buffer.from(LATENTS_MAGIC, 'latin1'), len, header, digest, payload]);
+  return sealChunkBlob(LATENTS_MAGIC, { ...meta, floats: latents.length }, payload);
 }
 
 /** The latents if `bytes` are intact and the ones expected; else null. */
-export function decodeLatents(bytes: Buffer, expect: { job: string; chunk: number; frames: number; floats: number }): Float32Array | null {
-  if (bytes.length < 12 || bytes.toString('latin1', 0, 8) !== LATENTS_MAGIC) return null;
-  const headerLen = bytes.readUInt32LE(8);
-  const payloadAt = 12 + headerLen + 32;
-  if (payloadAt > bytes.length || bytes.length - payloadAt !== expect.floats * 4) return null;
-  const header = bytes.subarray(12, 12 + headerLen);
-  const payload = bytes.subarray(payloadAt);
-  if (!createHash('sha256').update(header).update(payload).digest().equals(bytes.subarray(12 + headerLen, payloadAt))) return null;
-  let meta: { job?: unknown; chunk?: unknown; frames?: unknown };
-  try { meta = JSON.parse(header.toString('utf8')); } catch { return null; }
-  if (meta.job !== expect.job || meta.chunk !== expect.chunk || meta.frames !== expect.frames) return null;
-  return Float32Array.from({ length: expect.floats }, (_, i) => payload.readFloatLE(i * 4));
+export function decodeLatents(bytes: Buffer, expect: ChunkBlobMeta & { floats: number }): Float32Array | null {
+  const payload = openChunkBlob(bytes, LATENTS_MAGIC, expect, expect.floats * 4);
+  return payload && Float32Array.from({ length: expect.floats }, (_, i) => payload.readFloatLE(i * 4));
 }
 
 /** Stores chunk k's latents (the same bytes on every attempt; they expire with the cache segments). */

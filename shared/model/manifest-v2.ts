@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { ManifestInvalidError, OnnxHashMismatchError } from './errors.js';
-import { KV_CACHE_GEOMETRY, readManifestJson, sha256File } from './manifest.js';
+import { checkSchedule, KV_CACHE_GEOMETRY, readManifestJson, sha256File } from './manifest.js';
 
 const posInt = z.int().positive();
 const name = z.string().min(1);
@@ -66,14 +66,7 @@ export const ManifestV2Schema = z
     if (m.io.inputs.prefix && m.io.inputs.prefix.length !== 2 * m.depth) fail('io', 'io.inputs.prefix must name 2 * depth inputs');
     if ((m.positions === 'rope') !== (m.io.inputs.cache_pos !== undefined)) fail('positions', 'rope positions need io.inputs.cache_pos (and only they)');
     if ((m.conditioning !== undefined) !== (m.io.inputs.y !== undefined)) fail('conditioning', 'conditioning and io.inputs.y go together');
-    const ac = m.schedule.alphas_cumprod;
-    if (ac.length !== m.schedule.train_timesteps) fail('schedule', 'alphas_cumprod length must equal train_timesteps');
-    for (let i = 1; i < ac.length; i++) {
-      if (ac[i] > ac[i - 1]) {
-        fail('schedule', `alphas_cumprod must be non-increasing (index ${i})`);
-        break;
-      }
-    }
+    checkSchedule(m.schedule, fail);
     if (m.context_t >= m.schedule.train_timesteps) fail('context_t', 'context_t must be < train_timesteps');
     if (m.default_steps > m.schedule.train_timesteps) fail('default_steps', 'default_steps must be <= train_timesteps');
     if (m.frame.height !== 8 * m.latent.height || m.frame.width !== 8 * m.latent.width) fail('latent', 'latents must be 1/8 of the frame (the SD-VAE)');

@@ -29,6 +29,19 @@ const name = z.string().min(1);
 const layoutSchema = <const A extends readonly [string, ...string[]]>(axes: A) =>
   z.tuple(axes.map((a) => z.literal(a)) as { [I in keyof A]: z.ZodLiteral<A[I]> });
 
+/** The schedule's own rules, in every manifest format: one value per train timestep, non-increasing. */
+export function checkSchedule(schedule: { train_timesteps: number; alphas_cumprod: readonly number[] }, fail: (path: string, message: string) => void): void {
+  const ac = schedule.alphas_cumprod;
+  if (ac.length !== schedule.train_timesteps) fail('schedule', 'alphas_cumprod length must equal train_timesteps');
+  // t counts noise up: a schedule that is not non-increasing is a mis-export, not a design choice.
+  for (let i = 1; i < ac.length; i++) {
+    if (ac[i] > ac[i - 1]) {
+      fail('schedule', `alphas_cumprod must be non-increasing (index ${i})`);
+      break;
+    }
+  }
+}
+
 /** The K/V cache's geometry and layouts: the same fields in every manifest format. */
 export const KV_CACHE_GEOMETRY = {
   p_max: posInt,
@@ -109,16 +122,8 @@ export const ManifestSchema = z
     if (m.trained_chunk_frames !== undefined && m.chunk_frames > m.trained_chunk_frames) {
       fail('chunk_frames', `chunk_frames must be <= trained_chunk_frames (${m.trained_chunk_frames}): later frames of a chunk were never trained`);
     }
-    const ac = m.schedule.alphas_cumprod;
-    if (ac.length !== m.schedule.train_timesteps) fail('schedule', 'alphas_cumprod length must equal train_timesteps');
-    // t counts noise up: a schedule that is not non-increasing is a mis-export, not a design choice.
-    for (let i = 1; i < ac.length; i++) {
-      if (ac[i] > ac[i - 1]) {
-        fail('schedule', `alphas_cumprod must be non-increasing (index ${i})`);
-        break;
-      }
-    }
-    if (ac[0] >= 1) fail('schedule', 'alphas_cumprod[0] must be < 1 (t = 0 in the schedule is already noisy)');
+    checkSchedule(m.schedule, fail);
+    if (m.schedule.alphas_cumprod[0] >= 1) fail('schedule', 'alphas_cumprod[0] must be < 1 (t = 0 in the schedule is already noisy)');
     if (m.context_t >= m.schedule.train_timesteps) fail('context_t', 'context_t must be < train_timesteps');
     if (m.default_steps > m.schedule.train_timesteps) fail('default_steps', 'default_steps must be <= train_timesteps');
     if (m.guidance.supported && m.null_label === undefined) fail('null_label', 'guidance needs a null_label');
