@@ -2,9 +2,11 @@
  * The chunk step: compute chunk k of a job, persist its cache segment and frames, advance the job.
  *
  *   read job (canceled? done already?) -> assemble cache from segments -> denoise chunk k
- *   -> t = 0 pass on the clean chunk -> write segment k (write-once; a large one in the
- *   background), frames, clean copy and HLS segment -> compare-and-swap job.json
- *   -> send task k+1, or finalize -> webhook events
+ *   -> t = 0 pass on the clean chunk -> write segment k (write-once), frames, clean copy and HLS
+ *   segment -> compare-and-swap job.json -> send task k+1, or finalize -> webhook events
+ *
+ * A large segment (the paper's size) is stored in the background, and its t = 0 pass runs while
+ * the job advances: once the frames are stored, the segment can be rebuilt from them.
  *
  * Every step is idempotent: a task delivered twice, or retried after a crash at any point, finds
  * what an earlier attempt wrote and produces the same bytes (noise is a function of (seed, k)).
@@ -16,7 +18,7 @@ import { endJob, enqueueChunk } from '../shared/jobs/lifecycle.js';
 import { cacheSegmentKey, frameKey, inputFrameKey, streamSegmentKey } from '../shared/keys.js';
 import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
 import { framesToPngs } from '../shared/media/png.js';
-import { frameFloats } from '../shared/model/manifest.js';
+import { frameFloats, kvFrameBytes } from '../shared/model/manifest.js';
 import { recordChunkSeconds, recordQueueWait } from '../shared/observability/metrics.js';
 import type { TaskQueue } from '../shared/queue/task-queue.js';
 import { ddimSchedule } from '../shared/sampler/schedule.js';
@@ -51,8 +53,18 @@ export type PixelDeps = ChunkDeps & CacheDeps;
 
 export type ChunkOutcome = 'computed' | 'finalized' | 'skipped' | 'canceled';
 
-/** Chunk k of a format-1 (pixel-space) model; returns the frames its cache window held. */
-async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: number, phases: PhaseTimer, signal?: AbortSignal): Promise<number> {
+/**
+ * What a chunk's compute leaves for the job step: the frames its cache window held, and, where the
+ * chunk's cache segment is stored in the background, its cache write (the t = 0 pass, the window's
+ * advance, the segment's start), still running; it settles to the error it met, if any, never rejects.
+ */
+export interface ComputedChunk {
+  P: number;
+  cacheWrite?: Promise<unknown>;
+}
+
+/** Chunk k of a format-1 (pixel-space) model. */
+async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: number, phases: PhaseTimer, signal?: AbortSignal): Promise<ComputedChunk> {
   const { store, model } = deps;
   const m = model.manifest;
   // 2. Conditioning: the K/V of at most P_max earlier frames: the window this worker left after
@@ -60,9 +72,11 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
   const firstFrame = firstFrameOf(plan, k);
   if (k === 0 && plan.initFrames > 0) await writePrefixSegment(deps, job, plan);
   const window = deps.windowMemo?.take(jobKey(job), firstFrame) ?? await readWindow(deps, job, plan, firstFrame);
-  // What the video needs from earlier chunks is checked before this one is computed: a frame gone
-  // with its clean copy fails the job now, not at finalize after every remaining chunk.
-  await assertEarlierFramesKept(deps, job, plan, k);
+  // What the video needs from earlier chunks is checked before anything of this one is stored: a
+  // frame gone with its clean copy fails the job now, not at finalize after every remaining chunk.
+  // The listing runs beside the denoising (its latency is not in the gap before the first model call).
+  const earlierKept = assertEarlierFramesKept(deps, job, plan, k);
+  earlierKept.catch(() => {}); // awaited once the chunk is denoised
   const P = window.frames;
   phases.mark('cache_read');
 
@@ -72,11 +86,17 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
   const l = plan.chunkFrames;
   const keep = framesOfChunk(plan, k);
   //    The chunk is also one HLS media segment, so a viewer can watch the video as it grows: ffmpeg
-  //    starts now, in its own process, and takes the frames when they are made (its start-up is not
-  //    in the gap between this chunk's model calls and the next chunk's); a failed chunk ends it.
+  //    starts in its own process once the first model call is under way (starting a process is a
+  //    fork of this one, tens of milliseconds at the paper's size: not in the gap between two
+  //    chunks' model calls) and takes the frames when they are made; a failed chunk ends it.
   let framesMade!: (frames: Float32Array) => void, framesFailed!: (err: unknown) => void;
+  const framesToCome = new Promise<Float32Array>((resolve, reject) => { framesMade = resolve; framesFailed = reject; });
+  framesToCome.catch(() => {}); // a chunk that fails before its first model call never starts ffmpeg
+  let modelStarted!: () => void;
   let denoised = 0;
-  const stream = encodeTsSegment(new Promise<Float32Array>((resolve, reject) => { framesMade = resolve; framesFailed = reject; }), geometry(m), { startFrame: k * l, signal })
+  const stream = new Promise<void>((resolve) => { modelStarted = resolve; })
+    .then(nextTurn)
+    .then(() => encodeTsSegment(framesToCome, geometry(m), { startFrame: k * l, signal }))
     .then((ts) => store.put(streamSegmentKey(job.tenant, job.id, k), ts, { contentType: TS_SEGMENT_TYPE }))
     .then(() => { phases.spans.stream = Math.round(performance.now() - denoised); });
   stream.catch(() => {}); // awaited below, once the chunk's frames exist
@@ -88,23 +108,35 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
     prediction: m.prediction,
     range: m.frame.range,
     guidance: plan.guided ? job.request.guidance : undefined,
-    model: async (x, t, rows) => (await model.step(stepAfter(window, m, plan, firstFrame, x, t, rows), 'prediction')).prediction,
+    model: async (x, t, rows) => {
+      const call = model.step(stepAfter(window, m, plan, firstFrame, x, t, rows), 'prediction');
+      modelStarted();
+      return (await call).prediction;
+    },
     signal,
   }).catch((err) => { framesFailed(err); throw err; })); // [keep, C, H, W]
+  modelStarted(); // no model call at all (zero steps): the stream still starts
+  await earlierKept.catch((err) => { framesFailed(err); throw err; });
   framesMade(clean);
   denoised = performance.now();
   phases.mark('denoise');
 
   // 4. Cache write: the t = 0 pass over the clean chunk gives its K/V for every later chunk (with
-  //    the manifest's context noise: over the lightly noised chunk, at t = context_t).
+  //    the manifest's context noise: over the lightly noised chunk, at t = context_t). The window
+  //    then moves on by this chunk's frames, ready for chunk k+1 on this worker.
+  //    A small segment is stored before the job advances (a crash then never costs a rebuild). A
+  //    large one is stored in the background, and the job does not wait for its t = 0 pass either:
+  //    the job advances and the next task is sent while the pass runs (the next chunk's model calls
+  //    wait for neither; a crash before the segment lands leaves it missing, and the next reader
+  //    rebuilds it from the frames stored below).
   // 5. Frames of this chunk, viewable while the job runs; encoded and stored while the t = 0 pass
   //    runs on the model's threads.
-  //    The window then moves on by this chunk's frames, ready for chunk k+1 on this worker.
-  //    A large segment is stored in the background (the next chunk's model calls do not wait for
-  //    it; a crash before it lands leaves it missing, and the next reader rebuilds it from the frames).
   const storing = performance.now();
-  const segment = k + 1 < plan.chunksTotal
-    ? cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
+  const last = k + 1 >= plan.chunksTotal;
+  const background = !last && defersSegment(deps, l * kvFrameBytes(m, plan.rows));
+  const cacheWrite = last
+    ? Promise.resolve()
+    : cacheWritePass(model, job, plan, clean, k, firstFrame, window).then(async (kv) => {
       const advancing = performance.now();
       phases.spans.kv_pass = Math.round(advancing - storing);
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
@@ -113,16 +145,21 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
       // At most one chunk's K/V waiting to be stored; the previous one has had a whole chunk to land.
       await deps.segmentWrites!.drain();
       deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
-    })
-    : Promise.resolve();
-  const pngs = framesToPngs(clean, geometry(m));
-  const framesStored = Promise.all([
+    });
+  // The PNGs are encoded on this thread once the t = 0 pass is under way.
+  const framesStored = nextTurn().then(() => Promise.all([
     writeCleanCopy(store, job, k, clean, keep),
-    ...pngs.map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })),
-  ]).then(() => { phases.spans.frames = Math.round(performance.now() - storing); });
-  await Promise.all([segment, stream, framesStored]);
+    ...framesToPngs(clean, geometry(m)).map((png, i) => store.put(frameKey(job.tenant, job.id, k, i), png, { contentType: 'image/png' })),
+  ])).then(() => { phases.spans.frames = Math.round(performance.now() - storing); });
+  if (background) {
+    const settled = cacheWrite.then(() => undefined, (err: unknown) => err ?? new Error('cache write failed'));
+    await Promise.all([stream, framesStored]);
+    phases.mark('write');
+    return { P, cacheWrite: settled };
+  }
+  await Promise.all([cacheWrite, stream, framesStored]);
   phases.mark('write');
-  return P;
+  return { P };
 }
 
 export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal): Promise<ChunkOutcome> {
@@ -153,15 +190,29 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
 
   // 2-5. The chunk itself, as the model's kind makes it (pixel frames here, latent frames in
   //      latent-chunk.ts): cache window, denoise, cache write, frames, clean copy, HLS segment.
-  const P = isLatentModel(deps.model)
-    ? await computeLatentChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal)
+  const { P, cacheWrite } = isLatentModel(deps.model)
+    ? { P: await computeLatentChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal) }
     : await computePixelChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal);
-  const l = plan.chunkFrames;
-
-  // 6. Advance the job by compare-and-swap; a concurrent duplicate that got there first wins.
   const seconds = (performance.now() - started) / 1000;
+  try {
+    return await recordChunk(deps, job, plan, k, seconds, phases);
+  } finally {
+    // A background cache write ends before the task does (this worker's next chunk takes the
+    // window it leaves). Failing after the job advanced costs only time: the next reader rebuilds
+    // the segment from the stored frames.
+    const error = await cacheWrite;
+    if (error) log.error('cache write failed after the job advanced; the next reader rebuilds the segment', { job: job.id, chunk: k, error: String(error) });
+    if (cacheWrite) phases.mark('cache_write');
+    log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
+  }
+}
+
+/** 6-7. Chunk k is made: advance the job by compare-and-swap, then send task k+1 or finalize. */
+async function recordChunk(deps: ChunkDeps, job: Job, plan: JobPlan, k: number, seconds: number, phases: PhaseTimer): Promise<ChunkOutcome> {
+  const l = plan.chunkFrames;
+  // A concurrent duplicate that got there first wins.
   let advanced = false;
-  const updated = await updateJob(store, job.tenant, job.id, (j) => {
+  const updated = await updateJob(deps.store, job.tenant, job.id, (j) => {
     advanced = false;
     if (j.progress.chunks_done !== k || isTerminal(j.status)) return null;
     advanced = true;
@@ -188,8 +239,6 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   if (k === 0 && job.metrics.queue_wait_s !== undefined) recordQueueWait(job.metrics.queue_wait_s);
   await emitJobEvent(deps.webhookQueue, job, 'output', { chunk: k });
   phases.mark('job_update');
-  log.debug('chunk phases', { job: job.id, chunk: k, cache_frames: P, ms: phases.spans });
-
   // 7. Next chunk, or the end of the video.
   return resumeAfter(deps, job, plan, k);
 }
@@ -233,6 +282,9 @@ function keepsWindow(deps: PixelDeps, job: Job, plan: JobPlan): boolean {
 }
 
 const jobKey = (job: Job) => `${job.tenant}/${job.id}`;
+
+/** Resolves after the work already queued on the event loop (a model call just dispatched) has had its turn. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const round3 = (v: number) => Math.round(v * 1000) / 1000;
 
