@@ -162,7 +162,12 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
   return { P };
 }
 
-export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal): Promise<ChunkOutcome> {
+/**
+ * Runs chunk task `task` to its end. `recorded`, if given, is called once the chunk is recorded on
+ * the job and its next step sent, while a background cache write may still run: the task can be
+ * deleted then (the worker's queue round trip overlaps the write). The step returns after both.
+ */
+export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal, recorded?: (outcome: ChunkOutcome) => Promise<void>): Promise<ChunkOutcome> {
   const { store, model } = deps;
   const m = model.manifest;
   const k = task.chunk;
@@ -195,7 +200,9 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
     : await computePixelChunk({ ...deps, model: deps.model }, job, plan, k, phases, signal);
   const seconds = (performance.now() - started) / 1000;
   try {
-    return await recordChunk(deps, job, plan, k, seconds, phases);
+    const outcome = await recordChunk(deps, job, plan, k, seconds, phases);
+    if (cacheWrite) await recorded?.(outcome);
+    return outcome;
   } finally {
     // A background cache write ends before the task does (this worker's next chunk takes the
     // window it leaves). Failing after the job advanced costs only time: the next reader rebuilds

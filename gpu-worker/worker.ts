@@ -145,8 +145,15 @@ export class ChunkWorker {
     let outcome: TaskEvent['outcome'] = 'retry';
     let error: string | undefined;
     try {
-      outcome = await runChunkStep(this.deps, task, controller.signal);
-      await this.opts.chunkQueue.delete(message.receiptHandle);
+      let deleted = false;
+      const remove = async () => {
+        this.heartbeat.untrack(message.receiptHandle);
+        await this.opts.chunkQueue.delete(message.receiptHandle);
+        deleted = true;
+      };
+      // Deleted as soon as the chunk is recorded, while a background cache write may still run.
+      outcome = await runChunkStep(this.deps, task, controller.signal, remove);
+      if (!deleted) await remove();
       log.info('chunk task done', { ...fields, outcome, seconds: elapsed(started) });
     } catch (err) {
       error = String(err);
