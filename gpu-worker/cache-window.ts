@@ -82,10 +82,17 @@ const kvFrameShape = (m: Manifest, plan: JobPlan) => [m.depth, 2, plan.rows, m.t
  * the header and the K/V as they are, each frame hashed once.
  */
 export async function writeSegment(
-  deps: CacheDeps, job: Job, plan: JobPlan, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
+  deps: CacheDeps, job: Job, plan: JobPlan, chunk: number, firstFrame: number, kv: KvData, options: PutSegmentOptions = {},
 ): Promise<void> {
   const m = deps.model.manifest;
   await putSegment(deps.store, { modelSha: m.onnx_sha256, kvDtype: m.kv_dtype, frameShape: kvFrameShape(m, plan) }, job, chunk, firstFrame, kv, options);
+}
+
+export interface PutSegmentOptions {
+  /** ETag of the damaged segment this one replaces (absent: written only where none exists). */
+  replace?: string;
+  /** The caller gives `kv` up (it is detached): a large one is hashed on a second thread (hash-thread.ts). */
+  handOver?: boolean;
 }
 
 /**
@@ -94,10 +101,11 @@ export async function writeSegment(
  */
 export async function putSegment(
   store: ObjectStore, model: { modelSha: string; kvDtype: Manifest['kv_dtype']; frameShape: readonly [number, number, number, number, number] },
-  job: Job, chunk: number, firstFrame: number, kv: KvData, options: { replace?: string } = {},
+  job: Job, chunk: number, firstFrame: number, kv: KvData, options: PutSegmentOptions = {},
 ): Promise<void> {
   const frames = kv.length / model.frameShape.reduce((a, b) => a * b, 1);
-  const { header, payload } = await encodeSegmentParts(kv, { modelSha: model.modelSha, job: job.id, chunk, firstFrame, shape: [frames, ...model.frameShape] }, model.kvDtype);
+  const meta = { modelSha: model.modelSha, job: job.id, chunk, firstFrame, shape: [frames, ...model.frameShape] as const };
+  const { header, payload } = await encodeSegmentParts(kv, meta, model.kvDtype, { handOver: options.handOver });
   const condition = options.replace !== undefined ? { ifMatch: options.replace } : { ifNoneMatch: '*' as const };
   try {
     await store.put(segmentKey(job, chunk), [header, payload], { ...condition, contentType: 'application/octet-stream', tags: CACHE_SEGMENT_TAGS, durable: false });

@@ -144,7 +144,8 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
       if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
       // At most one chunk's K/V waiting to be stored; the previous one has had a whole chunk to land.
       await deps.segmentWrites!.drain();
-      deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv), { job: job.id, chunk: k });
+      // Nothing else holds the K/V now (the window took a copy): handed over, to be hashed on a second thread.
+      deps.segmentWrites!.start(segmentKey(job, k), () => writeSegment(deps, job, plan, k, firstFrame, kv, { handOver: true }), { job: job.id, chunk: k });
     });
   // The PNGs are encoded on this thread once the t = 0 pass is under way.
   const framesStored = nextTurn().then(() => Promise.all([

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { handsOver, sha256FramesOffThread } from './hash-thread.js';
 import { endianness } from 'node:os';
 import {
   BadMagicError,
@@ -102,15 +103,26 @@ export function encodeSegment(data: KvData, meta: SegmentMeta, dtype: SegmentDty
 
 /**
  * The segment as two parts to store one after the other, the payload a view of `data` (fp16 bits or
- * floats stored as they are) rather than a copy; each frame is hashed once, in slices between which
- * the event loop runs (sha256Sliced), so a large segment stored while the next chunk runs neither
- * copies its K/V nor holds up that chunk's model calls.
+ * floats stored as they are) rather than a copy; each frame is hashed once. With `handOver` (the
+ * caller gives `data` up: it is detached, and the payload is the same memory handed back), a large
+ * payload is hashed on a second thread (hash-thread.ts); otherwise on this one, in slices between
+ * which the event loop runs (sha256Sliced). Either way a large segment stored while the next chunk
+ * runs neither copies its K/V nor holds up that chunk's model calls for long.
  */
-export async function encodeSegmentParts(data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16'): Promise<{ header: Buffer; payload: Buffer }> {
-  const payload = segmentPayload(data, meta, dtype);
-  const frameBytes = payload.byteLength / meta.shape[0];
-  const shas: Buffer[] = [];
-  for (let f = 0; f < meta.shape[0]; f++) shas.push(await sha256Sliced(payload.subarray(f * frameBytes, (f + 1) * frameBytes)));
+export async function encodeSegmentParts(
+  data: KvData, meta: SegmentMeta, dtype: SegmentDtype = 'float16', options: { handOver?: boolean } = {},
+): Promise<{ header: Buffer; payload: Buffer }> {
+  let payload = segmentPayload(data, meta, dtype);
+  const frames = meta.shape[0];
+  const frameBytes = payload.byteLength / frames;
+  let shas: Buffer[] = [];
+  if (options.handOver && handsOver(payload)) {
+    const hashed = await sha256FramesOffThread(payload, frames);
+    payload = Buffer.from(hashed.bytes.buffer, hashed.bytes.byteOffset, hashed.bytes.byteLength);
+    shas = hashed.shas;
+  } else {
+    for (let f = 0; f < frames; f++) shas.push(await sha256Sliced(payload.subarray(f * frameBytes, (f + 1) * frameBytes)));
+  }
   return { header: encodeSegmentHeader(meta, dtype, shas), payload };
 }
 

@@ -5,7 +5,9 @@ import { loadBaseManifest, StandInModel, standInManifest, type Geometry } from '
 import { log } from '../../gpu-worker/log.js';
 import { ChunkWorker } from '../../gpu-worker/worker.js';
 import { defaultWindowBudget, WindowMemo, windowBytes } from '../../gpu-worker/window-memo.js';
+import { HAND_OVER_BYTES } from '../../shared/cache/hash-thread.js';
 import { readJob } from '../../shared/jobs/job-store.js';
+import { kvFrameBytes } from '../../shared/model/manifest.js';
 import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
@@ -101,6 +103,25 @@ describe('the cache path with an fp16 window (stand-in graph)', () => {
     } finally {
       spy.mockRestore();
     }
+  });
+});
+
+// Chunks of K/V of 4 MiB and more: a background segment write hands its K/V to the hashing thread.
+const WIDE: Geometry = { ...TINY, name: 'wide', heads: 4, headDim: 64, tokensPerFrame: 1024 };
+const wide = standInManifest(base, WIDE, { cache_dtype: 'float16' });
+
+describe('segments hashed on the hashing thread', () => {
+  it('are the bytes of segments hashed on the event loop, and the video the same', async () => {
+    expect(WIDE.chunkFrames * kvFrameBytes(wide, 1)).toBeGreaterThanOrEqual(HAND_OVER_BYTES);
+    const inline = await runJob({ manifest: wide });
+    const handed = await runJob({ manifest: wide, defer: 0 });
+    expect(handed.job.status).toBe('succeeded');
+    // Stored right the first time: no segment failed its check and was rebuilt (a rebuild would
+    // hide a wrong digest behind the same final bytes).
+    expect(handed.job.repairs ?? []).toEqual([]);
+    expect(inline.job.repairs ?? []).toEqual([]);
+    for (const [i, f] of inline.frames.entries()) expect(f!.equals(handed.frames[i]!), `frame ${i}`).toBe(true);
+    for (const [i, s] of inline.segments.entries()) expect(s!.equals(handed.segments[i]!), `segment ${i}`).toBe(true);
   });
 });
 
