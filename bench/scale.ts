@@ -13,7 +13,8 @@
  * (it shares this machine's CPUs, so its figures inform rather than gate).
  * Environment: SCALE_CONFIGS (default "local:1,local:2,s3:1,s3:2"), SCALE_STEPS (100),
  * SCALE_STEP_MS (52), SCALE_WARM (3), SCALE_COLD (2); SCALE_CACHE_LAYOUT (frames, or layers: the
- * window's layout, bench/standin-model.ts); SCALE_CPU_PROF=DIR (a V8 CPU profile per configuration);
+ * window's layout, bench/standin-model.ts); SCALE_MODEL_BLOCKS=1 (each model call holds the event
+ * loop for its model time, as onnxruntime-node's run does); SCALE_CPU_PROF=DIR (a V8 CPU profile per configuration);
  * LOG_LEVEL=debug shows each chunk's phases. Writes bench/results/scale.json.
  */
 import { spawn } from 'node:child_process';
@@ -54,7 +55,7 @@ interface ChunkFigures { chunk: number; kind: 'ramp' | 'warm' | 'cold'; seconds:
 async function runConfig(cfg: Config, s3Port?: number) {
   const base = await loadBaseManifest(process.env.MODEL_DIR ?? DEFAULT_MODEL_DIR);
   const m = standInManifest(base, XL2);
-  const model = new StandInModel(m, STEP_MS);
+  const model = new StandInModel(m, STEP_MS, process.env.SCALE_MODEL_BLOCKS === '1');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ca2vdm-scale-'));
   let inner: ObjectStore;
   let client: S3Client | undefined;
@@ -127,6 +128,7 @@ async function runConfig(cfg: Config, s3Port?: number) {
     geometry: XL2.name,
     store: cfg.store,
     rows: cfg.rows,
+    model_blocks_event_loop: process.env.SCALE_MODEL_BLOCKS === '1',
     model_seconds_per_chunk: round(modelPerChunk, 3),
     warm_overhead_fraction: round(mean(warm.map((f) => (f.seconds - f.model) / f.model))),
     cold_overhead_fraction: round(mean(cold.map((f) => (f.seconds - f.model) / f.model))),

@@ -73,7 +73,12 @@ export class StandInModel implements StepGraph {
   modelSeconds = 0;
   calls: CallRecord[] = [];
 
-  constructor(readonly manifest: Manifest, private readonly stepMs: number) {}
+  /**
+   * `blocking`: each call holds the event loop for its whole model time, as onnxruntime-node's
+   * `run` does (a synchronous call inside a setImmediate); by default a call waits without holding
+   * it, as a GPU run awaited off the event loop would.
+   */
+  constructor(readonly manifest: Manifest, private readonly stepMs: number, private readonly blocking = false) {}
 
   async step(input: StepInput): Promise<StepOutput>;
   async step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
@@ -98,6 +103,7 @@ export class StandInModel implements StepGraph {
     // Making the outputs is the model's work too (the device-to-host copy): it counts as model
     // time where it takes longer than the configured time, on a loaded host.
     const own = performance.now() - start;
+    if (own < this.stepMs && this.blocking) while (performance.now() < start + this.stepMs);
     if (own < this.stepMs) await until(start + this.stepMs);
     this.modelSeconds += Math.max(this.stepMs, own) / 1000;
     this.calls.push({ start, end: performance.now(), fetch });
