@@ -60,4 +60,41 @@ describe('a worker that dies while a segment is still being stored in the backgr
     const reference = await ref.store.get(cacheSegmentKey(refJob.tenant, refJob.id, 2));
     expect(repaired!.body.equals(reference!.body)).toBe(true);
   }, 240_000);
+
+  it('dies during the t = 0 pass, after the job advanced: the next worker rebuilds the segment and the frames are the same', async () => {
+    const request = { id: 'midpass', frames: CHUNKS * l, steps: 2, seed: 9, label: 2 };
+    const ref = localStack(tempDir());
+    const refJob = await submitJob(ref, m, request);
+    const refWorker = new ChunkWorker({ ...ref, model, waitSec: 0.2 });
+    while ((await refWorker.processNext()) === 'computed');
+    await refWorker.close();
+
+    // Worker A's t = 0 pass over chunk 2 never ends (A dies in it); its denoising calls run as usual.
+    const stack = localStack(tempDir());
+    const job = await submitJob(stack, m, request);
+    const stuck = new Proxy(model, {
+      get(target, prop, receiver) {
+        if (prop !== 'step') return Reflect.get(target, prop, receiver);
+        return (input: { pos: number }, fetch?: string) => (fetch === 'kv' && input.pos === 2 * l ? new Promise(() => {}) : target.step(input as never, fetch as never));
+      },
+    });
+    const a = new ChunkWorker({ ...stack, model: stuck, waitSec: 0.2, deferSegmentBytes: 0 });
+    for (let k = 0; k < 2; k++) expect(await a.processNext()).toBe('computed');
+    void a.processNext(); // chunk 2: never returns
+    // Chunk 2 is recorded, its task deleted and chunk 3's sent while the pass is still running.
+    const deadline = Date.now() + 60_000;
+    while ((await readJob(stack.store, job.tenant, job.id))!.job.progress.chunks_done < 3) {
+      if (Date.now() > deadline) throw new Error('chunk 2 was never recorded');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(await stack.store.head(cacheSegmentKey(job.tenant, job.id, 2))).toBeNull();
+
+    const b = new ChunkWorker({ ...stack, model, waitSec: 0.2, deferSegmentBytes: 0, segmentWaitMs: 300 });
+    while ((await b.processNext()) === 'computed');
+    await b.close();
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(done.repairs?.map((r) => r.object)).toEqual(['cache/000002.kv']);
+    for (let k = 0; k < CHUNKS; k++) expect(maxDiff(await framesOf(stack.store, job, k), await framesOf(ref.store, refJob, k)), `chunk ${k}`).toBe(0);
+  }, 240_000);
 });
