@@ -20,15 +20,20 @@ async function framesOf(store: ObjectStore, job: { tenant: string; id: string },
 
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((d, v, i) => Math.max(d, Math.abs(v - b[i])), 0);
 
+/** The uninterrupted run: one worker, segments stored before the job advances. */
+async function uninterruptedRun(request: Parameters<typeof submitJob>[2]) {
+  const ref = localStack(tempDir());
+  const refJob = await submitJob(ref, m, request);
+  const refWorker = new ChunkWorker({ ...ref, model, waitSec: 0.2 });
+  while ((await refWorker.processNext()) === 'computed');
+  await refWorker.close();
+  return { ref, refJob };
+}
+
 describe('a worker that dies while a segment is still being stored in the background', () => {
   it('leaves a job that the next worker finishes: the segment rebuilt from its clean copy, byte for byte, every frame identical', async () => {
     const request = { id: 'deferred', frames: CHUNKS * l, steps: 2, seed: 9, label: 2 };
-    // Reference: one worker, segments stored before the job advances.
-    const ref = localStack(tempDir());
-    const refJob = await submitJob(ref, m, request);
-    const refWorker = new ChunkWorker({ ...ref, model, waitSec: 0.2 });
-    while ((await refWorker.processNext()) === 'computed');
-    await refWorker.close();
+    const { ref, refJob } = await uninterruptedRun(request);
 
     // Worker A stores every segment in the background; segment 2's write never lands (A dies).
     const stack = localStack(tempDir());
@@ -63,11 +68,7 @@ describe('a worker that dies while a segment is still being stored in the backgr
 
   it('dies during the t = 0 pass, after the job advanced: the next worker rebuilds the segment and the frames are the same', async () => {
     const request = { id: 'midpass', frames: CHUNKS * l, steps: 2, seed: 9, label: 2 };
-    const ref = localStack(tempDir());
-    const refJob = await submitJob(ref, m, request);
-    const refWorker = new ChunkWorker({ ...ref, model, waitSec: 0.2 });
-    while ((await refWorker.processNext()) === 'computed');
-    await refWorker.close();
+    const { ref, refJob } = await uninterruptedRun(request);
 
     // Worker A's t = 0 pass over chunk 2 never ends (A dies in it); its denoising calls run as usual.
     const stack = localStack(tempDir());
