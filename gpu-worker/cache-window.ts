@@ -32,8 +32,9 @@ export interface CacheDeps {
   /** This worker's segment writes still in flight; a read of one of them waits for it. */
   segmentWrites?: SegmentWrites;
   /**
-   * Segments of at least this many bytes are stored after the chunk step returns (SegmentWrites);
-   * smaller ones, which take milliseconds, before the job advances. Default: never deferred.
+   * Segments of at least this many bytes are stored in the background (SegmentWrites), and the
+   * job advances without waiting for their t = 0 pass; smaller ones, which take milliseconds, are
+   * stored before the job advances. Default: never deferred.
    */
   deferSegmentBytes?: number;
   /**

@@ -12,8 +12,9 @@ import { SegmentWrites } from './segment-io.js';
 import { defaultWindowBudget, WindowMemo } from './window-memo.js';
 
 /**
- * Segments this large are stored off the critical path. Smaller ones take milliseconds, and storing
- * them before the job advances keeps a crash at any instant from costing a rebuild.
+ * Segments this large are stored off the critical path, their t = 0 pass included. Smaller ones
+ * take milliseconds, and storing them before the job advances keeps a crash at any instant from
+ * costing a rebuild.
  */
 export const DEFER_SEGMENT_BYTES = 8 * 2 ** 20;
 
