@@ -105,6 +105,12 @@ export const EQUIVALENT_MUTANTS = [
   { file: 'shared/webhooks/deliver.ts', mutator: 'ConditionalExpression', original: 'lastStatus !== undefined', replacement: 'true', reason: 'last_status: undefined is dropped by JSON.stringify' },
   // shared/api/videos.ts (decodeInitFrames)
   { file: 'shared/api/videos.ts', mutator: 'ConditionalExpression', original: 'err instanceof PngDecodeError', replacement: 'true', reason: 'pngToFrame throws only FrameSizeError (handled just above) and PngDecodeError (it wraps every decoder failure), so the rethrow after this test is never reached' },
+  // gpu-worker/worker.ts, gpu-worker/chunk-step.ts (the worker loop and the chunk step, against their stand-in-graph tests)
+  { file: "gpu-worker/worker.ts", mutator: "BlockStatement", original: "{\n          // The failure is not recorded yet: leave the task, whose redelivery fails the job again.\n          log.error('could not record the job failure, will be retried', { ...fields, code: err.code, error: String(recordErr) });\n        }", replacement: "{}", reason: "a log line (the outcome stays 'retry' and the task is kept either way)" },
+  { file: "gpu-worker/worker.ts", mutator: "BlockStatement", original: "{ return undefined; }", replacement: "{}", reason: "safeJson: a catch block that returns nothing returns undefined too" },
+  { file: "gpu-worker/chunk-step.ts", mutator: "ObjectLiteral", original: "{ job: job.id, chunk: k }", replacement: "{}", reason: "the fields of SegmentWrites' log lines (segment stored / write failed), read by nothing else" },
+  { file: "gpu-worker/chunk-step.ts", mutator: "BooleanLiteral", original: "false", replacement: "true", reason: "line 163, let advanced = false: the compare-and-swap callback sets it before anything reads it, and when the callback never runs (job gone) updated is null and the step returns first" },
+  { file: "gpu-worker/chunk-step.ts", mutator: "EqualityOperator", original: "updated.job.progress.chunks_done <= k", replacement: "updated.job.progress.chunks_done < k", reason: "a declined, unfinished job never has chunks_done === k here: the callback declines such a record only when it has ended" },
 ];
 
 const all = Object.values(MODULES).flat();
