@@ -80,10 +80,10 @@ export class LocalStore implements ObjectStore {
         into.set(body.subarray(start, start + bytes));
         return { bytes, size, etag: await etagOf(stat, () => body) };
       }
+      // Large: read in place until the buffer is full or the file ends (a read there gives 0 bytes).
       let bytes = 0;
-      const want = Math.max(0, Math.min(into.byteLength, size - start));
-      while (bytes < want) {
-        const { bytesRead } = await file.read(into, bytes, want - bytes, start + bytes);
+      while (bytes < into.byteLength) {
+        const { bytesRead } = await file.read(into, bytes, into.byteLength - bytes, start + bytes);
         if (bytesRead === 0) break;
         bytes += bytesRead;
       }

@@ -78,11 +78,15 @@ describe('S3Store ranged reads: the GETs sent', () => {
     expect(gets().map((g) => g.Range)).toEqual([`bytes=0-${5 * MiB - 1}`, `bytes=${5 * MiB}-${10 * MiB - 1}`]);
   });
 
-  it('an exact multiple of the part size: as many GETs as parts', async () => {
-    const obj = pattern(10 * MiB);
-    s3.on(GetObjectCommand).callsFake(serve(obj, '"v1"'));
+  it('exact multiples of the part size: a GET per part of the buffer, none for a part starting at the end', async () => {
+    s3.on(GetObjectCommand).callsFake(serve(pattern(12 * MiB), '"v1"'));
     await make({ partBytes: 5 * MiB }).readRange('k', 0, new Uint8Array(10 * MiB));
     expect(gets()).toHaveLength(2);
+    s3.reset();
+    s3.on(GetObjectCommand).callsFake(serve(pattern(10 * MiB), '"v1"'));
+    expect(await make({ partBytes: 5 * MiB }).readRange('k', 0, new Uint8Array(15 * MiB))).toMatchObject({ bytes: 10 * MiB, size: 10 * MiB });
+    expect(gets()).toHaveLength(2);
+    expect(s3).not.toHaveReceivedCommand(HeadObjectCommand);
   });
 
   it('by default reads in 16 MiB parts, 4 at once', async () => {
@@ -214,6 +218,8 @@ describe('S3Store conditional writes: which errors mean the condition lost', () 
   it('a put answered without an ETag returns an empty etag', async () => {
     s3.on(PutObjectCommand).resolves({});
     expect(await make().put('k', 'x')).toEqual({ etag: '' });
+    // No key prefix by default: the key goes as given.
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { Bucket: 'b', Key: 'k' });
   });
 });
 
@@ -286,6 +292,12 @@ describe('S3Store multipart uploads: the parts sent', () => {
       expect(uploaded()).toHaveLength(4);
       expect(most).toBe(expected);
     }
+  });
+
+  it('the completion lists exactly the parts uploaded (none for an empty body under a zero threshold)', async () => {
+    await make({ multipartThreshold: 0 }).put('k', '');
+    expect(uploaded()).toEqual([]);
+    expect(s3).toHaveReceivedCommandWith(CompleteMultipartUploadCommand, { MultipartUpload: { Parts: [] } });
   });
 
   it('parts answered without an ETag are completed with an empty one; so is the upload', async () => {
