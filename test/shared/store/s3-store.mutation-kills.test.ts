@@ -107,6 +107,24 @@ describe('S3Store ranged reads: the GETs sent', () => {
     expect(most).toBe(4); // the first part alone, then the other four together
   });
 
+  it('reads at most `concurrency` parts at once after the first', async () => {
+    const obj = pattern(30 * MiB);
+    let inFlight = 0;
+    let most = 0;
+    const answer = serve(obj, '"v1"');
+    s3.on(GetObjectCommand).callsFake(async (input: GetObjectCommandInput) => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      return answer(input);
+    });
+    const into = new Uint8Array(30 * MiB);
+    expect((await make({ partBytes: 5 * MiB, concurrency: 2 }).readRange('k', 0, into))?.bytes).toBe(30 * MiB);
+    expect(Buffer.from(into).equals(obj)).toBe(true);
+    expect(gets()).toHaveLength(6);
+    expect(most).toBe(2);
+  });
+
   it('a part asked below 5 MiB is read as 5 MiB (the least S3 takes for an upload part)', async () => {
     const obj = pattern(7 * MiB);
     s3.on(GetObjectCommand).callsFake(serve(obj, '"v1"'));
