@@ -1,6 +1,9 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import 'aws-sdk-client-mock-vitest/extend';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { standInManifest, StandInModel } from '../../bench/standin-model.js';
 import {
   attentionShape,
@@ -31,6 +34,7 @@ import { frameFloats, parseManifest, type Manifest } from '../../shared/model/ma
 import { contextFrames } from '../../shared/sampler/context.js';
 import type { Job, JobParent } from '../../shared/schemas/job.js';
 import type { ObjectStore, PutBody, PutOptions, RangeRead } from '../../shared/store/object-store.js';
+import { S3Store } from '../../shared/store/s3-store.js';
 import { localStack, MANIFEST, submitJob, tempDir } from './fixtures.js';
 
 // The cache window of a chunk read back from segments in the real local store, with no model: a
@@ -355,7 +359,7 @@ describe('readWindow: reads that fail once', () => {
     const bytes = readFileSync(s.file(newest));
     rmSync(s.file(newest));
     const store = new FaultyStore(s.stack.store);
-    const deps = { ...s.deps, store, segmentWrites: new SegmentWrites(), deferSegmentBytes: 1, segmentWaitMs: 20_000 };
+    const deps = { ...s.deps, store, segmentWrites: new SegmentWrites(), deferSegmentBytes: 1, segmentWaitMs: 3000 };
     setTimeout(() => void s.stack.store.put(newest, bytes), 250);
     s.model.calls = [];
     const end = firstFrameOf(s.plan, 3);
@@ -388,6 +392,60 @@ describe('readWindow: reads that fail once', () => {
       expect(readFileSync(s.file(newest)).equals(before)).toBe(true);
       expect(store.heads > 0).toBe(waits);
     }
+  });
+});
+
+describe('readWindow: segments that come back wrong', () => {
+  it('waits once for a newest segment that is listed but does not read, then rebuilds it', async () => {
+    const s = await setup({ chunks: 4 });
+    const newest = segmentKey(s.job, 2);
+    const before = readFileSync(s.file(newest));
+    const store = new FaultyStore(s.stack.store, { readRange: (k) => (k === newest && store.heads < 3 ? Promise.resolve(null) : undefined) });
+    const deps = { ...s.deps, store, segmentWrites: new SegmentWrites(), deferSegmentBytes: 1, segmentWaitMs: 3000 };
+    s.model.calls = [];
+    const end = firstFrameOf(s.plan, 3);
+    expect(hex(await readWindow(deps, s.job, s.plan, end))).toBe(hex(ringOf(s.m, s.plan, s.kvs, end)));
+    expect(store.heads).toBe(1);
+    expect(s.model.calls).toHaveLength(1);
+    expect(readFileSync(s.file(newest)).equals(before)).toBe(true);
+  });
+
+  it('a damaged last segment is a repair', async () => {
+    const s = await setup({ chunks: 4, stored: 4 });
+    const last = segmentKey(s.job, 3);
+    flip(s.file(last), readFileSync(s.file(last)).length - 1);
+    await readWindow(s.deps, s.job, s.plan, firstFrameOf(s.plan, 4));
+    expect(await repairsOf(s)).toEqual([[objectOf(s.job, last), 'clean_copy', false]]);
+  });
+
+  it('a damaged frame to rebuild from fails the job as it is', async () => {
+    const s = await setup({ chunks: 4 });
+    rmSync(s.file(segmentKey(s.job, 1)));
+    rmSync(s.file(`${jobPrefix(s.job.tenant, s.job.id)}clean/000001.f16`));
+    writeFileSync(s.file(frameKey(s.job.tenant, s.job.id, 1, 0)), 'not a png');
+    const err = await failureOf(readWindow(s.deps, s.job, s.plan, firstFrameOf(s.plan, 3)));
+    expect(err.code).toBe('frames_corrupt');
+  });
+});
+
+describe('putSegment on S3 (mocked SDK)', () => {
+  const s3 = mockClient(S3Client);
+  const store = new S3Store({ client: new S3Client({ region: 'us-east-1' }), bucket: 'b' });
+  const job = { id: 'j1', tenant: 'tenant1' } as Job;
+  const model = { modelSha: 'cd'.repeat(32), kvDtype: 'float16' as const, frameShape: [1, 2, 1, 2, 4] as const };
+  beforeEach(() => s3.reset());
+
+  it('writes once, binary, tagged to expire with the cache; a rebuild replaces only the damaged ETag', async () => {
+    s3.on(PutObjectCommand).resolves({ ETag: '"e"' });
+    await putSegment(store, model, job, 2, 7, new Uint16Array(2 * 16).fill(0x3c00));
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, {
+      Key: segmentKey(job, 2), IfNoneMatch: '*', ContentType: 'application/octet-stream', Tagging: 'ca2vdm-cache=expire',
+    });
+    s3.reset();
+    s3.on(PutObjectCommand).resolves({ ETag: '"f"' });
+    await putSegment(store, model, job, 2, 7, new Uint16Array(2 * 16).fill(0x3c00), { replace: '"e"' });
+    expect(s3).toHaveReceivedCommandWith(PutObjectCommand, { IfMatch: '"e"' });
+    expect(s3.commandCalls(PutObjectCommand)[0].args[0].input.IfNoneMatch).toBeUndefined();
   });
 });
 
@@ -560,6 +618,15 @@ describe('cacheWritePass and stepAfter', () => {
     await cacheWritePass(s.model, s.job, s.plan, frames, 0, 0, emptyWindow(s.m.cache_dtype));
     expect(s.model.calls[0].input.x).toEqual(contextFrames(frames, s.m, { seed: s.job.request.seed, chunk: 0 }));
     expect(s.model.calls[0].input.rows).toBe(1);
+  });
+
+  it('hands one row of clean frames to the graph as they are', async () => {
+    const m = parseManifest({ ...manifestOf('layers', 'float16'), context_t: 0 });
+    const model = new TinyModel(m);
+    const plan = { chunkOffset: 0, rows: 1, labels: [1] } as unknown as JobPlan;
+    const frames = pseudoFrames(m, L, 7);
+    await cacheWritePass(model, { request: { seed: 1 } } as Job, plan, frames, 0, 0, emptyWindow(m.cache_dtype));
+    expect(model.calls[0].input.x).toBe(frames);
   });
 
   it('stepAfter: the frames of x, each at t, after the window', () => {
