@@ -209,6 +209,7 @@ describe('advanceCacheWindow: a window carried chunk to chunk is the window read
   it.each([
     { dtype: 'float16' as const, shape: { runs: 2, headDim: 3 }, offset: 1 },
     { dtype: 'float16' as const, shape: { runs: 2, headDim: 4 }, offset: 2 },
+    { dtype: 'float16' as const, shape: { runs: 2, headDim: 4 }, offset: 1 }, // whole 32-bit words per run, but not 4-aligned
     { dtype: 'float32' as const, shape: { runs: 2, headDim: 3 }, offset: 1 },
     { dtype: 'float16' as const, shape: { runs: 1, headDim: 6 }, offset: 6 },
     { dtype: 'float32' as const, shape: { runs: 1, headDim: 6 }, offset: 6 },
