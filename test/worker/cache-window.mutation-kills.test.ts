@@ -1,10 +1,8 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
 import 'aws-sdk-client-mock-vitest/extend';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { standInManifest, StandInModel } from '../../bench/standin-model.js';
 import {
   attentionShape,
   cacheWritePass,
@@ -15,143 +13,29 @@ import {
   stepAfter,
   verifySegments,
   writeSegment,
-  type CacheDeps,
 } from '../../gpu-worker/cache-window.js';
-import { decodeStoredPngs, f16Precision, writeCleanCopy } from '../../gpu-worker/clean-copy.js';
+import { writeCleanCopy } from '../../gpu-worker/clean-copy.js';
 import { ChunkFailure } from '../../gpu-worker/errors.js';
-import { firstFrameOf, geometry, jobPlan, type JobPlan } from '../../gpu-worker/job-plan.js';
-import type { StepFetch, StepGraph, StepInput, StepOutput } from '../../gpu-worker/model-session.js';
+import { firstFrameOf, jobPlan, type JobPlan } from '../../gpu-worker/job-plan.js';
+import type { StepGraph } from '../../gpu-worker/model-session.js';
 import { SegmentWrites } from '../../gpu-worker/segment-io.js';
-import { advanceCacheWindow, emptyWindow, type AssembledWindow } from '../../shared/cache/assemble.js';
-import { f16ToF32 } from '../../shared/cache/f16.js';
-import { PREFIX_CHUNK, type KvData } from '../../shared/cache/segment.js';
-import { readJob } from '../../shared/jobs/job-store.js';
+import { emptyWindow } from '../../shared/cache/assemble.js';
+import { PREFIX_CHUNK } from '../../shared/cache/segment.js';
 import { createJob } from '../../shared/jobs/job-store.js';
 import { newJob } from '../../shared/jobs/lifecycle.js';
 import { frameKey, inputFrameKey, jobPrefix } from '../../shared/keys.js';
-import { framesToPngs } from '../../shared/media/png.js';
-import { frameFloats, parseManifest, type Manifest } from '../../shared/model/manifest.js';
+import { frameFloats, parseManifest } from '../../shared/model/manifest.js';
 import { contextFrames } from '../../shared/sampler/context.js';
-import type { Job, JobParent } from '../../shared/schemas/job.js';
-import type { ObjectStore, PutBody, PutOptions, RangeRead } from '../../shared/store/object-store.js';
+import type { Job } from '../../shared/schemas/job.js';
+import type { ObjectStore } from '../../shared/store/object-store.js';
 import { S3Store } from '../../shared/store/s3-store.js';
-import { localStack, MANIFEST, submitJob, tempDir } from './fixtures.js';
+import {
+  continuation, f16s, failureOf, FaultyStore, flip, hex, L, manifestOf, objectOf, pseudoFrames, repairsOf, ringOf, setup, TinyModel,
+} from './cache-window-fixtures.js';
 
-// The cache window of a chunk read back from segments in the real local store, with no model: a
-// stand-in step graph (bench/standin-model.ts, the step graph's contract at any geometry) of a tiny
-// geometry makes the K/V, each value depending on the frame's position, the frames and the window
-// it was given, so a segment rebuilt after the wrong window, from the wrong frames or with the wrong
-// noise has other bytes. Both cache layouts, fp16 and float windows, one and two batch rows.
-
-const TINY = { name: 'tiny', depth: 1, heads: 2, headDim: 2, tokensPerFrame: 2, chunkFrames: 2, pMax: 5 };
-
-/** The stand-in's manifest in `layout`, its window in `cacheDtype`, conditioning noised at t = 50. */
-const manifestOf = (layout: 'frames' | 'layers', cacheDtype: 'float16' | 'float32'): Manifest =>
-  parseManifest({ ...standInManifest(MANIFEST, TINY, {}, layout), cache_dtype: cacheDtype, context_t: 50 });
-
-/** The stand-in with every K/V lane told apart (its own K/V fills a frame with one value), calls counted. */
-class TinyModel implements StepGraph {
-  readonly inner: StandInModel;
-  calls: { input: StepInput; fetch?: StepFetch }[] = [];
-  constructor(readonly manifest: Manifest) {
-    this.inner = new StandInModel(manifest, 0);
-  }
-  async step(input: StepInput): Promise<StepOutput>;
-  async step<K extends StepFetch>(input: StepInput, fetch: K): Promise<Pick<StepOutput, K>>;
-  async step(input: StepInput, fetch?: StepFetch): Promise<Partial<StepOutput>> {
-    this.calls.push({ input, fetch });
-    const out = await this.inner.step(input, fetch as 'kv');
-    const kv = out.kv as Uint16Array;
-    return { ...out, kv: kv.map((v, i) => v ^ (i & 0x1f)) };
-  }
-  async release(): Promise<void> {}
-}
-
-const L = TINY.chunkFrames;
-const f16s = (kv: KvData) => (kv instanceof Uint16Array ? kv : new Uint16Array(0));
-
-/** A job of `chunks` chunks with `init` starting frames, and its cache made as the worker makes it. */
-async function setup(opts: { layout?: 'frames' | 'layers'; cacheDtype?: 'float16' | 'float32'; init?: number; chunks?: number; guided?: boolean; stored?: number } = {}) {
-  const m = manifestOf(opts.layout ?? 'layers', opts.cacheDtype ?? 'float16');
-  const dir = tempDir('cache-window-');
-  const stack = localStack(dir);
-  const model = new TinyModel(m);
-  const deps: CacheDeps = { store: stack.store, model };
-  const init = opts.init ?? 3;
-  const chunks = opts.chunks ?? 5;
-  const initFrames = pseudoFrames(m, init, 1);
-  const job = await submitJob(stack, m, {
-    frames: chunks * L, steps: 2, seed: 11, label: 1, guidance: opts.guided === false ? 1 : 2,
-    initPngs: init > 0 ? framesToPngs(initFrames, geometry(m)) : [],
-  });
-  const plan = jobPlan(job, m);
-  const made = await makeCache(deps, job, plan, opts.stored ?? chunks - 1);
-  return { m, dir, stack, model, deps, job, plan, ...made, file: (key: string) => path.join(dir, 'store', ...key.split('/')) };
-}
-
-/** `n` frames of values in the frame range, fp16-exact as a clean copy holds them. */
-function pseudoFrames(m: Manifest, n: number, seed: number): Float32Array {
-  return f16Precision(Float32Array.from({ length: n * frameFloats(m) }, (_, i) => Math.sin(i * 0.37 + seed * 1.7) * 0.9));
-}
-
-/**
- * Stores the prefix segment and chunks 0..stored-1 (clean copy, PNG frames, segment) as the worker
- * does, each after the window read cold from the segments before it, and carries the window in
- * memory alongside: every window, both ways, and every segment's K/V are returned.
- */
-async function makeCache(deps: CacheDeps, job: Job, plan: JobPlan, stored: number) {
-  const m = deps.model.manifest;
-  const shape = attentionShape(m, plan);
-  const kvs = new Map<number, KvData>();
-  let carried = emptyWindow(m.cache_dtype);
-  if (plan.initFrames > 0) {
-    const pngs = await Promise.all(job.request.init_frames.keys.map(async (k) => (await deps.store.get(k))!.body));
-    const frames = decodeStoredPngs(deps, pngs, job.request.init_frames.keys);
-    const kv = await cacheWritePass(deps.model, job, plan, frames, PREFIX_CHUNK, 0, emptyWindow(m.cache_dtype));
-    await writeSegment(deps, job, plan, PREFIX_CHUNK, 0, kv);
-    kvs.set(PREFIX_CHUNK, kv);
-    carried = advanceCacheWindow(carried, kv, 0, plan.initFrames, m.p_max, shape);
-  }
-  const windows: { carried: AssembledWindow; cold: AssembledWindow }[] = [];
-  for (let j = 0; j < stored; j++) {
-    const first = firstFrameOf(plan, j);
-    const cold = await readWindow(deps, job, plan, first);
-    windows.push({ carried: { ...carried, cache: carried.cache.slice() }, cold });
-    const frames = pseudoFrames(m, L, 100 + j);
-    await writeCleanCopy(deps.store, job, j, frames, L);
-    const pngs = framesToPngs(frames, geometry(m));
-    await Promise.all(pngs.map((png, i) => deps.store.put(frameKey(job.tenant, job.id, j, i), png)));
-    const kv = await cacheWritePass(deps.model, job, plan, frames, j, first, cold);
-    await writeSegment(deps, job, plan, j, first, kv);
-    kvs.set(j, kv);
-    carried = advanceCacheWindow(carried, kv, first, L, m.p_max, shape);
-  }
-  return { kvs, windows, carried };
-}
-
-/** The window before `end` written slot by slot from the segments' K/V (frame g of run a in slot g mod P). */
-function ringOf(m: Manifest, plan: JobPlan, kvs: Map<number, KvData>, end: number): AssembledWindow {
-  const { runs, headDim: hd } = attentionShape(m, plan);
-  const frameLen = runs * hd;
-  const frameOf = (g: number) => {
-    const j = g < plan.startFrame ? PREFIX_CHUNK : Math.floor((g - plan.startFrame) / plan.chunkFrames);
-    const first = j === PREFIX_CHUNK ? 0 : firstFrameOf(plan, j);
-    return f16s(kvs.get(j)!).subarray((g - first) * frameLen, (g - first + 1) * frameLen);
-  };
-  const P = Math.min(end, m.p_max);
-  const cache = m.cache_dtype === 'float16' ? new Uint16Array(P * frameLen) : new Float32Array(P * frameLen);
-  for (let g = end - P; g < end; g++) {
-    const frame = m.cache_dtype === 'float16' ? frameOf(g) : f16ToF32(frameOf(g));
-    for (let a = 0; a < runs; a++) for (let k = 0; k < hd; k++) cache[(a * P + (g % P)) * hd + k] = frame[a * hd + k];
-  }
-  return { cache, frames: P, firstFrame: end - P };
-}
-
-const hex = (w: AssembledWindow) => Buffer.from(w.cache.buffer, w.cache.byteOffset, w.cache.byteLength).toString('hex');
-const flip = (file: string, at: number) => { const b = readFileSync(file); b[at] ^= 0xff; writeFileSync(file, b); };
-const failureOf = async (p: Promise<unknown>) => p.then(() => { throw new Error('resolved'); }, (err: unknown) => err as ChunkFailure);
-const repairsOf = async (s: Awaited<ReturnType<typeof setup>>) => (await readJob(s.stack.store, s.job.tenant, s.job.id))!.job.repairs?.map((r) => [r.object, r.from, r.lossy]);
-const objectOf = (job: Job, key: string) => key.slice(jobPrefix(job.tenant, job.id).length);
+// The cache window of a chunk read back from segments in the real local store, with no model (a
+// stand-in step graph of a tiny geometry: cache-window-fixtures.ts). Both cache layouts, fp16 and
+// float windows, one and two batch rows.
 
 describe('readWindow: the window read cold is the window carried in memory, and the segments\' frames in their slots', () => {
   const cases = [];
@@ -303,20 +187,6 @@ describe('readWindow: what cannot be rebuilt fails the job with the reason', () 
   });
 });
 
-/** The local store with some calls replaced (fault injection). */
-class FaultyStore implements ObjectStore {
-  heads = 0;
-  constructor(private readonly inner: ObjectStore, private readonly faults: { readRange?: (key: string, start: number, into: Uint8Array) => Promise<RangeRead | null> | null | undefined; put?: (key: string) => void } = {}) {}
-  get(key: string) { return this.inner.get(key); }
-  head(key: string) { this.heads++; return this.inner.head(key); }
-  put(key: string, body: PutBody, options?: PutOptions) { this.faults.put?.(key); return this.inner.put(key, body, options); }
-  async readRange(key: string, start: number, into: Uint8Array) {
-    const faulty = this.faults.readRange?.(key, start, into);
-    return faulty !== undefined ? faulty : this.inner.readRange(key, start, into);
-  }
-  list(prefix: string) { return this.inner.list(prefix); }
-  delete(key: string) { return this.inner.delete(key); }
-}
 
 describe('readWindow: reads that fail once', () => {
   it('reads a segment cut short in transit once more, and keeps it', async () => {
@@ -400,7 +270,7 @@ describe('readWindow: segments that come back wrong', () => {
     const s = await setup({ chunks: 4 });
     const newest = segmentKey(s.job, 2);
     const before = readFileSync(s.file(newest));
-    const store = new FaultyStore(s.stack.store, { readRange: (k) => (k === newest && store.heads < 3 ? Promise.resolve(null) : undefined) });
+    const store: FaultyStore = new FaultyStore(s.stack.store, { readRange: (k) => (k === newest && store.heads < 3 ? Promise.resolve(null) : undefined) });
     const deps = { ...s.deps, store, segmentWrites: new SegmentWrites(), deferSegmentBytes: 1, segmentWaitMs: 3000 };
     s.model.calls = [];
     const end = firstFrameOf(s.plan, 3);
@@ -461,20 +331,6 @@ describe('defersSegment', () => {
 });
 
 describe('continuations: the window reaches into the videos a job continues', () => {
-  /** A job continuing `parent` from its frame `frames` (as the API records it). */
-  async function continuation(s: Awaited<ReturnType<typeof setup>>, parent: Job, parentPlan: JobPlan, frames: number, id: string) {
-    const record: JobParent = {
-      id: parent.id, frames, start_frame: (parent.parent?.start_frame ?? parentPlan.initFrames) + frames,
-      chunk_offset: (parent.parent?.chunk_offset ?? 0) + Math.ceil(frames / L),
-    };
-    const job = newJob({
-      id, tenant: parent.tenant, manifest: s.m, chunkFrames: L, parent: record, now: new Date(),
-      request: { ...parent.request, frames: 3 * L, init_frames: { count: 0, keys: [] } },
-    });
-    await createJob(s.stack.store, job);
-    return { job, plan: jobPlan(job, s.m) };
-  }
-
   it.each(['layers', 'frames'] as const)('reads the parent\'s frames before the fork (%s first), and makes the parent\'s last segment on first use', async (layout) => {
     const s = await setup({ layout, init: 2, chunks: 4, stored: 3 });
     // The parent's last chunk (3) was never stored: make its frames as the worker would have.
@@ -535,9 +391,23 @@ describe('continuations: the window reaches into the videos a job continues', ()
       request: { ...s.job.request, frames: 4, init_frames: { count: 0, keys: [] } },
     });
     await createJob(s.stack.store, loop);
-    const looped = await failureOf(readWindow(s.deps, loop, jobPlan(loop, s.m), 4));
+    const store = new FaultyStore(s.stack.store);
+    const looped = await failureOf(readWindow({ ...s.deps, store }, loop, jobPlan(loop, s.m), 4));
     expect(looped.code).toBe('bad_request');
     expect(looped.message).toBe('job loop1 continues more than 1000 videos');
+    expect(store.gets.filter((k) => k === `${jobPrefix(s.job.tenant, 'loop1')}job.json`)).toHaveLength(1000);
+  });
+
+  it('reads a parent\'s shorter last chunk, made on first use from its copy', async () => {
+    // 2 starting frames, then chunks of 2, 2, 2 and 1 frames (7 in all); the last one never stored.
+    const s = await setup({ layout: 'layers', init: 2, chunks: 4, frames: 7, stored: 3 });
+    const frames = pseudoFrames(s.m, 1, 103);
+    await writeCleanCopy(s.stack.store, s.job, 3, frames, 1);
+    s.kvs.set(3, await cacheWritePass(s.model, s.job, s.plan, frames, 3, 8, await readWindow(s.deps, s.job, s.plan, 8)));
+    const child = await continuation(s, s.job, s.plan, 7, 'child7');
+    expect(child.plan.startFrame).toBe(9);
+    expect(hex(await readWindow(s.deps, child.job, child.plan, 9))).toBe(hex(ringOf(s.m, s.plan, s.kvs, 9)));
+    expect(await repairsOf(s)).toBeUndefined();
   });
 });
 
