@@ -119,6 +119,25 @@ export const EQUIVALENT_MUTANTS = [
   { file: 'shared/cache/assemble.ts', mutator: 'EqualityOperator', original: 'hd >= LONG_RUN', replacement: 'hd > LONG_RUN', reason: 'speed only: a run of exactly LONG_RUN values then goes through the word copy, the same bits' },
   { file: 'shared/cache/assemble.ts', mutator: 'EqualityOperator', original: 'hd >= LONG_RUN', replacement: 'hd < LONG_RUN', reason: 'speed only: set() and the word copy swap roles, both copy bits' },
   { file: 'shared/cache/assemble.ts', mutator: 'BlockStatement', original: '{\n    for (let a = 0; a < runs; a++) {\n      for (let f = 0; f < count; f++) {\n        const s = (from + f) * frameLen + a * hd;\n        (dst as Uint16Array).set(src.subarray(s, s + hd) as Uint16Array, (a * P + ((g0 + f) % P)) * hd);\n      }\n    }\n    return;\n  }', replacement: '{}', reason: 'speed only: without the block copy the same frames fall through to the word copy below, the same bits' },
+  // gpu-worker/cache-window.ts
+  { file: 'gpu-worker/cache-window.ts', mutator: 'BooleanLiteral', original: "false", replacement: "true", reason: "putSegment: durable only decides whether the local store fsyncs the segment (S3 ignores it); the bytes stored are the same" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ObjectLiteral', original: "{ endFrame, startFrame: available[0]?.firstFrame ?? endFrame }", replacement: "{}", reason: "readWindow: the lineage's segments end exactly at endFrame and reach back to endFrame - P_max or to frame 0, so planCacheRead's defaults (the newest one's end, frame 0) make the same plan" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ConditionalExpression', original: "from < ownerPlan.startFrame", replacement: "true", reason: "lineageSegments: when the window starts at or after the first chunk, the chunks listed already hold P_max frames, and planCacheRead stops before the prefix" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'EqualityOperator', original: "from < ownerPlan.startFrame", replacement: "from <= ownerPlan.startFrame", reason: "lineageSegments: as above, for a window that starts exactly at the first chunk" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ConditionalExpression', original: "seg.chunk === PREFIX_CHUNK", replacement: "false", reason: "rebuildSegment: the window before frame 0 read from segments is the same empty window of the cache dtype (planCacheRead picks nothing, nothing is read)" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'EqualityOperator', original: "Date.now() < deadline", replacement: "Date.now() <= deadline", reason: "appears: one more poll at the very millisecond of the deadline; timing only" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ConditionalExpression', original: "firstUse", replacement: "true", reason: "a log line (which of the two lines, and its text)" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ConditionalExpression', original: "firstUse", replacement: "false", reason: "a log line (which of the two lines, and its text)" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'StringLiteral', original: "'cache segment of a last chunk made for a continuation'", replacement: "\"\"", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ObjectLiteral', original: "{ job: job.id, chunk: seg.chunk }", replacement: "{}", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'StringLiteral', original: "`cache segment damaged; rebuilding it from ${lossy ? 'its 8-bit frames (last resort: approximate)' : source.from === 'input' ? 'the starting frames' : 'the clean copy'}`", replacement: "``", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'StringLiteral', original: "'its 8-bit frames (last resort: approximate)'", replacement: "\"\"", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ConditionalExpression', original: "source.from === 'input'", replacement: "true", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ConditionalExpression', original: "source.from === 'input'", replacement: "false", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'EqualityOperator', original: "source.from === 'input'", replacement: "source.from !== 'input'", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'StringLiteral', original: "'the starting frames'", replacement: "\"\"", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'StringLiteral', original: "'the clean copy'", replacement: "\"\"", reason: "a log line" },
+  { file: 'gpu-worker/cache-window.ts', mutator: 'ObjectLiteral', original: "{ job: job.id, chunk: seg.chunk, reason: damage.reason }", replacement: "{}", reason: "a log line" },
 ];
 
 const all = Object.values(MODULES).flat();

@@ -2,12 +2,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { standInManifest } from '../../bench/standin-model.js';
-import { putSegment, readWindow, segmentKey, writeSegment, type CacheDeps } from '../../gpu-worker/cache-window.js';
+import { putSegment, readWindow, segmentKey, verifySegments, writeSegment, type CacheDeps } from '../../gpu-worker/cache-window.js';
+import { PREFIX_CHUNK } from '../../shared/cache/segment.js';
 import { firstFrameOf, jobPlan } from '../../gpu-worker/job-plan.js';
 import { SegmentWrites } from '../../gpu-worker/segment-io.js';
-import { jobPrefix } from '../../shared/keys.js';
+import { inputFrameKey, jobPrefix } from '../../shared/keys.js';
 import { parseManifest } from '../../shared/model/manifest.js';
-import { continuation, FaultyStore, hex, ringOf, setup, TINY, TinyModel } from './cache-window-fixtures.js';
+import { continuation, failureOf, FaultyStore, hex, repairsOf, objectOf, ringOf, setup, TINY, TinyModel } from './cache-window-fixtures.js';
 import { localStack, MANIFEST, submitJob, tempDir } from './fixtures.js';
 
 describe('readWindow: edges of the wait for a newest segment', () => {
@@ -22,6 +23,17 @@ describe('readWindow: edges of the wait for a newest segment', () => {
     const deps = { ...s.deps, segmentWrites: new SegmentWrites(), deferSegmentBytes: 1 };
     expect(hex(await readWindow(deps, s.job, s.plan, end))).toBe(hex(ringOf(s.m, s.plan, s.kvs, end)));
     expect(s.model.calls).toHaveLength(0);
+  });
+
+  it('gives up on a segment that did not come in time without reading it again', async () => {
+    const s = await setup({ chunks: 4 });
+    const newest = segmentKey(s.job, 2);
+    rmSync(s.file(newest));
+    const reads: number[] = [];
+    const store = new FaultyStore(s.stack.store, { readRange: (k, start) => { if (k === newest) reads.push(start); return undefined; } });
+    await readWindow({ ...s.deps, store, segmentWrites: new SegmentWrites(), deferSegmentBytes: 1, segmentWaitMs: 300 }, s.job, s.plan, firstFrameOf(s.plan, 3));
+    expect(reads).toEqual([0]); // one probe of its header, then rebuilt (the rebuild writes, never reads it)
+    expect(store.heads).toBeGreaterThan(0);
   });
 
   it('sizes a segment of float K/V at 4 bytes a value', async () => {
@@ -65,5 +77,26 @@ describe('lineage: a window that starts at a job\'s first frame', () => {
     const window = await readWindow({ ...deps, store }, child.job, child.plan, child.plan.startFrame + 4);
     expect(store.gets.filter((k) => k === `${jobPrefix(s.job.tenant, s.job.id)}job.json`)).toEqual([]);
     expect(hex(window)).toBe(hex(ringOf(m, { ...child.plan, startFrame: child.plan.startFrame, initFrames: 0 }, kvs, child.plan.startFrame + 4)));
+  });
+});
+
+describe('starting frames', () => {
+  it('names every starting frame that is gone', async () => {
+    const s = await setup({ init: 3, chunks: 2 });
+    rmSync(s.file(segmentKey(s.job, PREFIX_CHUNK)));
+    rmSync(s.file(inputFrameKey(s.job.tenant, s.job.id, 0)));
+    rmSync(s.file(inputFrameKey(s.job.tenant, s.job.id, 2)));
+    const err = await failureOf(readWindow(s.deps, s.job, s.plan, firstFrameOf(s.plan, 1)));
+    expect(err.message).toBe(`cache segment ${segmentKey(s.job, PREFIX_CHUNK)} is missing, and the frames to rebuild it from are gone (${inputFrameKey(s.job.tenant, s.job.id, 0)}, ${inputFrameKey(s.job.tenant, s.job.id, 2)})`);
+  });
+
+  it('verifySegments checks the prefix segment too', async () => {
+    const s = await setup({ init: 2, chunks: 3 });
+    const key = segmentKey(s.job, PREFIX_CHUNK);
+    const before = readFileSync(s.file(key));
+    rmSync(s.file(key));
+    await verifySegments(s.deps, s.job, s.plan);
+    expect(readFileSync(s.file(key)).equals(before)).toBe(true);
+    expect(await repairsOf(s)).toEqual([[objectOf(s.job, key), 'input', false]]);
   });
 });
