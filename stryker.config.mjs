@@ -5,7 +5,7 @@
 /** The core modules, by name; bench/results/mutation.json reports a score for each. */
 export const MODULES = {
   'chunk step': ['gpu-worker/chunk-step.ts', 'gpu-worker/job-plan.ts'],
-  'cache window and codec': ['gpu-worker/cache-window.ts', 'shared/cache/assemble.ts', 'shared/cache/segment.ts', 'shared/cache/f16.ts'],
+  'cache window and codec': ['gpu-worker/cache-window.ts', 'shared/cache/assemble.ts', 'shared/cache/segment.ts', 'shared/cache/f16.ts', 'shared/cache/hash-thread.ts'],
   sampler: ['shared/sampler/ddim.ts', 'shared/sampler/iddpm.ts', 'shared/sampler/noise.ts', 'shared/sampler/schedule.ts', 'shared/sampler/context.ts'],
   'job store': ['shared/jobs/job-store.ts', 'shared/jobs/lifecycle.ts', 'shared/store/local-store.ts', 'shared/store/s3-store.ts'],
   'API create/idempotency/tenancy': ['shared/api/videos.ts'],
