@@ -50,7 +50,7 @@ export class LocalStore implements ObjectStore {
     try {
       const stat = await file.stat({ bigint: true });
       const body = await file.readFile();
-      return { body, etag: etagOf(stat, body) };
+      return { body, etag: await etagOf(stat, () => body) };
     } finally {
       await file.close();
     }
@@ -61,8 +61,7 @@ export class LocalStore implements ObjectStore {
     if (!file) return null;
     try {
       const stat = await file.stat({ bigint: true });
-      const etag = Number(stat.size) >= LARGE_OBJECT ? etagOf(stat) : etagOf(stat, await file.readFile());
-      return { etag, size: Number(stat.size) };
+      return { etag: await etagOf(stat, () => file.readFile()), size: Number(stat.size) };
     } finally {
       await file.close();
     }
@@ -78,17 +77,17 @@ export class LocalStore implements ObjectStore {
         // Small: its ETag hashes the whole content, so read it all once.
         const body = await file.readFile();
         const bytes = Math.max(0, Math.min(into.byteLength, size - start));
-        if (bytes > 0) into.set(body.subarray(start, start + bytes));
-        return { bytes, size, etag: etagOf(stat, body) };
+        into.set(body.subarray(start, start + bytes));
+        return { bytes, size, etag: await etagOf(stat, () => body) };
       }
+      // Large: read in place until the buffer is full or the file ends (a read there gives 0 bytes).
       let bytes = 0;
-      const want = Math.max(0, Math.min(into.byteLength, size - start));
-      while (bytes < want) {
-        const { bytesRead } = await file.read(into, bytes, want - bytes, start + bytes);
+      while (bytes < into.byteLength) {
+        const { bytesRead } = await file.read(into, bytes, into.byteLength - bytes, start + bytes);
         if (bytesRead === 0) break;
         bytes += bytesRead;
       }
-      return { bytes, size, etag: etagOf(stat) };
+      return { bytes, size, etag: await etagOf(stat, () => file.readFile()) };
     } finally {
       await file.close();
     }
@@ -104,7 +103,7 @@ export class LocalStore implements ObjectStore {
     try {
       // The temp file's inode is the object's (rename and link keep it), and so is its ETag.
       const stat = await fs.stat(tmp, { bigint: true });
-      const etag = Number(stat.size) >= LARGE_OBJECT ? etagOf(stat) : etagOf(stat, bodyBuffer(body));
+      const etag = await etagOf(stat, () => bodyBuffer(body));
       await this.locked(key, async () => {
         await fs.mkdir(path.dirname(file), { recursive: true }).catch((err) => {
           throw new StoreError(`cannot create folder for ${key}`, { cause: err });
@@ -137,7 +136,8 @@ export class LocalStore implements ObjectStore {
     const base = slash < 0 ? '' : prefix.slice(0, slash);
     const keys: string[] = [];
     await this.walk(base, keys);
-    return keys.filter((k) => k.startsWith(prefix)).sort(byCodeUnit);
+    // Array sort compares strings by UTF-16 code unit: the order the port promises.
+    return keys.filter((k) => k.startsWith(prefix)).sort();
   }
 
   async delete(key: string): Promise<void> {
@@ -196,14 +196,9 @@ export class LocalStore implements ObjectStore {
  * sidecar file); for large ones (cache segments) the file's identity instead: size, inode and
  * modification time. An object's file is written once and renamed or linked into place, never
  * changed, so its identity names its content, and a large object is never hashed twice (its codec
- * hashes it already).
+ * hashes it already). `content` is read only for a small object.
  */
-function etagOf(stat: BigIntStats, body?: Buffer): string {
+async function etagOf(stat: BigIntStats, content: () => Buffer | Promise<Buffer>): Promise<string> {
   if (stat.size >= BigInt(LARGE_OBJECT)) return `"L-${stat.size.toString(16)}-${stat.ino.toString(16)}-${stat.mtimeNs.toString(16)}"`;
-  if (!body) throw new Error('etagOf: a small object needs its body');
-  return `"${createHash('sha256').update(body).digest('hex')}"`;
-}
-
-function byCodeUnit(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  return `"${createHash('sha256').update(await content()).digest('hex')}"`;
 }

@@ -83,16 +83,16 @@ export class S3Store implements ObjectStore {
    * of `into` as it arrives (one copy, from the socket's buffers).
    */
   async readRange(key: string, start: number, into: Uint8Array): Promise<RangeRead | null> {
-    const parts: [number, number][] = [];
-    for (let o = 0; o < into.byteLength; o += this.partBytes) parts.push([o, Math.min(into.byteLength, o + this.partBytes)]);
     // The first part learns the object's size and ETag; the rest then go in parallel, pinned to that
     // ETag, so an object replaced meanwhile fails the read instead of mixing two versions.
-    const [from0, to0] = parts[0] ?? [0, 0];
-    const first = await this.getPart(key, start + from0, start + Math.max(from0, to0 - 1), into.subarray(from0, to0), '');
+    const to0 = Math.min(into.byteLength, this.partBytes);
+    const first = await this.getPart(key, start, start + Math.max(0, to0 - 1), into.subarray(0, to0), '');
     if (!first) return null;
+    const parts: [number, number][] = [];
+    for (let o = to0; o < into.byteLength; o += this.partBytes) parts.push([o, Math.min(into.byteLength, o + this.partBytes)]);
     const { size, etag } = first;
     let bytes = first.bytes;
-    let next = 1;
+    let next = 0;
     const lane = async () => {
       while (next < parts.length) {
         const [from, to] = parts[next++];
@@ -102,7 +102,7 @@ export class S3Store implements ObjectStore {
         bytes += got.bytes;
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, parts.length - 1) }, lane));
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, parts.length) }, lane));
     return { bytes, size, etag };
   }
 
@@ -115,15 +115,19 @@ export class S3Store implements ObjectStore {
       let bytes = 0;
       for await (const chunk of (out.Body ?? []) as AsyncIterable<Uint8Array>) {
         const n = Math.min(chunk.byteLength, into.byteLength - bytes);
-        into.set(n === chunk.byteLength ? chunk : chunk.subarray(0, n), bytes);
+        into.set(chunk.subarray(0, n), bytes);
         bytes += n;
       }
       const total = /\/(\d+)$/.exec(out.ContentRange ?? '')?.[1];
       return { bytes, size: total !== undefined ? Number(total) : (out.ContentLength ?? bytes), etag: out.ETag ?? '' };
     } catch (err) {
       if (isNotFound(err)) return null;
-      // Asked from beyond the end of the object: no bytes there.
-      if (httpStatus(err) === 416 || errorName(err) === 'InvalidRange') return { bytes: 0, size: first, etag: ifMatch };
+      // Asked from beyond the end of the object (only the first part can be: the others start below
+      // the size it learned): no bytes there; a HEAD tells the object's size and ETag.
+      if (httpStatus(err) === 416 || errorName(err) === 'InvalidRange') {
+        const head = await this.head(key);
+        return head && { bytes: 0, size: head.size, etag: head.etag };
+      }
       throw err;
     }
   }
@@ -166,7 +170,7 @@ export class S3Store implements ObjectStore {
     const UploadId = created.UploadId!;
     try {
       const count = Math.ceil(total / this.partBytes);
-      const etags: string[] = new Array(count);
+      const etags: string[] = [];
       let next = 0;
       const lane = async () => {
         while (next < count) {
@@ -201,8 +205,9 @@ export class S3Store implements ObjectStore {
       }
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
-    // S3 already lists in UTF-8 byte order; sorting keeps the contract when pages or emulators disagree.
-    return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    // S3 already lists in UTF-8 byte order; sorting (array sort compares strings by UTF-16 code
+    // unit, the port's order) keeps the contract when pages or emulators disagree.
+    return keys.sort();
   }
 
   async delete(key: string): Promise<void> {

@@ -74,6 +74,60 @@ export function describeObjectStoreContract(
       expect((await store.get('cache/big.kv'))!.etag).toBe(etag);
     });
 
+    it('reads windows of a large object: across parts from the middle, short at the end, none past the end', async () => {
+      const size = 12 * 2 ** 20 + 777;
+      const big = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) big[i] = (i ^ (i >>> 8) ^ (i >>> 16)) & 0xff;
+      const { etag } = await store.put('cache/window.kv', big);
+      const mid = new Uint8Array(11 * 2 ** 20);
+      expect(await store.readRange('cache/window.kv', 100, mid)).toEqual({ bytes: mid.length, size, etag });
+      expect(Buffer.from(mid).equals(big.subarray(100, 100 + mid.length))).toBe(true);
+      const small = new Uint8Array(10);
+      expect(await store.readRange('cache/window.kv', 5 * 2 ** 20 - 3, small)).toEqual({ bytes: 10, size, etag });
+      expect(Buffer.from(small).equals(big.subarray(5 * 2 ** 20 - 3, 5 * 2 ** 20 + 7))).toBe(true);
+      // 10 MiB asked from 3 MiB before the end: 3 MiB land, the rest of the buffer is left as it was.
+      const from = size - 3 * 2 ** 20;
+      const tail = new Uint8Array(10 * 2 ** 20).fill(0xee);
+      expect(await store.readRange('cache/window.kv', from, tail)).toEqual({ bytes: 3 * 2 ** 20, size, etag });
+      expect(Buffer.from(tail.subarray(0, 3 * 2 ** 20)).equals(big.subarray(from))).toBe(true);
+      expect(tail.subarray(3 * 2 ** 20).every((b) => b === 0xee)).toBe(true);
+      for (const past of [size, size + 5]) {
+        expect(await store.readRange('cache/window.kv', past, new Uint8Array(8))).toEqual({ bytes: 0, size, etag });
+      }
+    });
+
+    it('reads from past the end of a small object as no bytes, with its size and etag', async () => {
+      const { etag } = await store.put('cache/short.kv', 'abc');
+      for (const past of [3, 40]) {
+        const into = new Uint8Array(4).fill(9);
+        expect(await store.readRange('cache/short.kv', past, into)).toEqual({ bytes: 0, size: 3, etag });
+        expect([...into]).toEqual([9, 9, 9, 9]);
+      }
+    });
+
+    it('reads a key under an object, or a key that names a folder of other keys, as missing', async () => {
+      await store.put('nest/a', 'file');
+      await store.put('nest/dir/b', 'x');
+      for (const key of ['nest/a/b', 'nest/dir']) {
+        expect(await store.get(key)).toBeNull();
+        expect(await store.head(key)).toBeNull();
+        expect(await store.readRange(key, 0, new Uint8Array(4))).toBeNull();
+      }
+      expect(await store.list('nest/a/')).toEqual([]);
+      expect(await store.list('nest/')).toEqual(['nest/a', 'nest/dir/b']);
+    });
+
+    it('lists in code-unit order whatever the order of the puts, with a partial first segment', async () => {
+      // 'q/c-d' sorts before 'q/c/1' ('-' < '/'), though a folder walk meets the folder c first.
+      for (const k of ['q/m', 'q/b', 'q/Z', 'q/c/1', 'q/a_', 'qr', 'q/0', 'q/c-d', 'q/a-', 'r/x']) await store.put(k, k);
+      const all = ['q/0', 'q/Z', 'q/a-', 'q/a_', 'q/b', 'q/c-d', 'q/c/1', 'q/m'];
+      expect(await store.list('q')).toEqual([...all, 'qr']);
+      expect(await store.list('qr')).toEqual(['qr']);
+      expect(await store.list('q/')).toEqual(all);
+      expect(await store.list('q/a')).toEqual(['q/a-', 'q/a_']);
+      expect(await store.list('')).toEqual([...all, 'qr', 'r/x']);
+    });
+
     it('stores binary bodies byte for byte', async () => {
       const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 31) % 256));
       await store.put('jobs/t1/j1/cache/000000.kv', bytes);
@@ -119,6 +173,17 @@ export function describeObjectStoreContract(
       expect(err).toBeInstanceOf(PreconditionFailedError);
       expect((err as PreconditionFailedError).key).toBe('seg/000000.kv');
       expect((await store.get('seg/000000.kv'))?.body.toString()).toBe('first');
+    });
+
+    itCond(`a lost condition names the key and the condition${why}`, async () => {
+      await store.put('cond/a', 'x', { ifNoneMatch: '*' });
+      const created = await store.put('cond/a', 'y', { ifNoneMatch: '*' }).catch((e: unknown) => e);
+      expect(created).toBeInstanceOf(PreconditionFailedError);
+      expect(created).toMatchObject({ key: 'cond/a' });
+      expect((created as PreconditionFailedError).condition).toEqual({ ifNoneMatch: '*' });
+      const swapped = await store.put('cond/a', 'y', { ifMatch: '"stale"' }).catch((e: unknown) => e);
+      expect(swapped).toBeInstanceOf(PreconditionFailedError);
+      expect((swapped as PreconditionFailedError).condition).toEqual({ ifMatch: '"stale"' });
     });
 
     itCond(`concurrent ifNoneMatch puts: exactly one wins${why}`, async () => {
