@@ -6,7 +6,7 @@ import type { ApiDeps, CallContext } from '../../shared/api/types.js';
 import { createVideo, getVideo } from '../../shared/api/videos.js';
 import { updateJob } from '../../shared/jobs/job-store.js';
 import { PngDecodeError } from '../../shared/media/errors.js';
-import { tempStack, testConfig, testManifest, type TempStack } from './helpers.js';
+import { rejection, type TempStack, tempStack, testConfig, testManifest } from './helpers.js';
 
 let stack: TempStack;
 let deps: ApiDeps;
@@ -17,8 +17,6 @@ beforeEach(async () => {
 });
 afterEach(() => stack.cleanup());
 
-const rejection = (p: Promise<unknown>) =>
-  p.then(() => { throw new Error('resolved'); }, (e: Error & { field?: string; cause?: unknown }) => e);
 
 describe('createVideo refusals', () => {
   it('blames from.video for a continuation of a video that does not exist', async () => {

@@ -13,11 +13,10 @@ import { reapStalledJobs } from '../../shared/jobs/reaper.js';
 import { activeJobKey, jobKey } from '../../shared/keys.js';
 import { FrameSizeError } from '../../shared/media/errors.js';
 import { parseServedManifest } from '../../shared/model/served.js';
-import { ChunkTaskSchema } from '../../shared/schemas/chunk-task.js';
 import { PreconditionFailedError } from '../../shared/store/errors.js';
 import type { LocalStore } from '../../shared/store/local-store.js';
 import type { PutOptions } from '../../shared/store/object-store.js';
-import { pngBase64, tempStack, testConfig, testManifest, type TempStack } from './helpers.js';
+import { drainTasks, pngBase64, rejection, type TempStack, tempStack, testConfig, testManifest } from './helpers.js';
 
 let stack: TempStack;
 let deps: ApiDeps;
@@ -28,8 +27,6 @@ beforeEach(async () => {
 });
 afterEach(() => stack.cleanup());
 
-const rejection = (p: Promise<unknown>) =>
-  p.then(() => { throw new Error('resolved'); }, (e: Error & { field?: string; cause?: unknown }) => e);
 
 /** The store, with `put` replaced for the keys `when` picks (`real` is the store's own put). */
 function storeWithPut(
@@ -44,15 +41,7 @@ function storeWithPut(
 
 const isJobCreate = (key: string, opts?: PutOptions) => key.endsWith('/job.json') && opts?.ifNoneMatch === '*';
 
-async function tasks() {
-  const out = [];
-  for (;;) {
-    const [m] = await stack.chunkQueue.receive({ max: 1, visibilitySec: 30 });
-    if (!m) return out;
-    out.push(ChunkTaskSchema.parse(JSON.parse(m.body)));
-    await stack.chunkQueue.delete(m.receiptHandle);
-  }
-}
+const tasks = () => drainTasks(stack.chunkQueue);
 
 describe('createVideo when job.json cannot simply be created', () => {
   it('passes on a store error even when the write landed; a retry with the key then gets the job', async () => {

@@ -5,9 +5,8 @@ import { ContinuationConflictError, IdempotencyConflictError, NotFoundError, Val
 import type { ApiDeps, CallContext } from '../../shared/api/types.js';
 import { createVideo, extendVideo } from '../../shared/api/videos.js';
 import { readJob, updateJob } from '../../shared/jobs/job-store.js';
-import { ChunkTaskSchema } from '../../shared/schemas/chunk-task.js';
 import { WEBHOOK_EVENT_TYPES } from '../../shared/schemas/webhook-event.js';
-import { tempStack, testConfig, testManifest, type TempStack } from './helpers.js';
+import { drainTasks, type TempStack, tempStack, testConfig, testManifest } from './helpers.js';
 
 let stack: TempStack;
 let deps: ApiDeps;
@@ -19,15 +18,7 @@ beforeEach(async () => {
 });
 afterEach(() => stack.cleanup());
 
-async function tasks() {
-  const out = [];
-  for (;;) {
-    const [m] = await stack.chunkQueue.receive({ max: 1, visibilitySec: 30 });
-    if (!m) return out;
-    out.push(ChunkTaskSchema.parse(JSON.parse(m.body)));
-    await stack.chunkQueue.delete(m.receiptHandle);
-  }
-}
+const tasks = () => drainTasks(stack.chunkQueue);
 
 async function rejection(p: Promise<unknown>) {
   return p.then(() => { throw new Error('resolved'); }, (e: Error & { field?: string }) => e);

@@ -9,6 +9,7 @@ import { DEFAULT_API_CONFIG, type ApiConfig } from '../../shared/api/config.js';
 import { parseManifest, type Manifest } from '../../shared/model/manifest.js';
 import { LocalQueue } from '../../shared/queue/local-queue.js';
 import { LocalStore } from '../../shared/store/local-store.js';
+import { ChunkTaskSchema, type ChunkTask } from '../../shared/schemas/chunk-task.js';
 
 /** A valid manifest like balls32-v1's (32x32 RGB, chunks of 4, 3 labels, guidance), built without the artifact. */
 export function testManifest(over: Partial<Manifest> = {}): Manifest {
@@ -137,4 +138,19 @@ export function embeddedStackForFile(name: string): { current: EmbeddedStack; di
     if (holder.dir) await rm(holder.dir, { recursive: true, force: true });
   });
   return holder;
+}
+
+/** The error `p` rejects with (a test fails if it resolves). */
+export const rejection = (p: Promise<unknown>) =>
+  p.then(() => { throw new Error('resolved'); }, (e: Error & { field?: string; cause?: unknown }) => e);
+
+/** Every chunk task in `queue`, oldest first, each taken and deleted. */
+export async function drainTasks(queue: LocalQueue): Promise<ChunkTask[]> {
+  const out: ChunkTask[] = [];
+  for (;;) {
+    const [m] = await queue.receive({ max: 1, visibilitySec: 30 });
+    if (!m) return out;
+    out.push(ChunkTaskSchema.parse(JSON.parse(m.body)));
+    await queue.delete(m.receiptHandle);
+  }
 }

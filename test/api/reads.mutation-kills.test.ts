@@ -8,7 +8,7 @@ import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { jobKey, streamSegmentKey } from '../../shared/keys.js';
 import type { Job } from '../../shared/schemas/job.js';
 import type { LocalStore } from '../../shared/store/local-store.js';
-import { tempStack, testConfig, testManifest, type TempStack } from './helpers.js';
+import { rejection, type TempStack, tempStack, testConfig, testManifest } from './helpers.js';
 
 let stack: TempStack;
 let deps: ApiDeps;
@@ -23,8 +23,6 @@ beforeEach(async () => {
 });
 afterEach(() => stack.cleanup());
 
-const rejection = (p: Promise<unknown>) =>
-  p.then(() => { throw new Error('resolved'); }, (e: Error & { field?: string }) => e);
 
 async function make(n: number, c = ctx): Promise<string[]> {
   const ids = [];

@@ -10,6 +10,7 @@ import {
   CreateMultipartUploadCommand,
   GetObjectCommand,
   type GetObjectCommandInput,
+  type UploadPartCommandInput,
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
@@ -55,6 +56,21 @@ function serve(obj: Buffer, etag: string) {
 
 const gets = () => s3.commandCalls(GetObjectCommand).map((c) => ({ Range: c.args[0].input.Range, IfMatch: c.args[0].input.IfMatch }));
 
+/** `answer` made to take 20 ms, counting the most calls in flight at once (`most()`). */
+function overlapping<I, O>(answer: (input: I) => O | Promise<O>): { fake: (input: I) => Promise<O>; most: () => number } {
+  let inFlight = 0;
+  let most = 0;
+  return {
+    fake: async (input: I) => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      return answer(input);
+    },
+    most: () => most,
+  };
+}
+
 describe('S3Store ranged reads: the GETs sent', () => {
   it('one GET learns size and ETag, the other parts follow pinned to that ETag, from the given offset', async () => {
     const obj = pattern(13 * MiB + 10);
@@ -91,38 +107,24 @@ describe('S3Store ranged reads: the GETs sent', () => {
 
   it('by default reads in 16 MiB parts, 4 at once', async () => {
     const obj = pattern(80 * MiB);
-    let inFlight = 0;
-    let most = 0;
-    const answer = serve(obj, '"v1"');
-    s3.on(GetObjectCommand).callsFake(async (input: GetObjectCommandInput) => {
-      most = Math.max(most, ++inFlight);
-      await new Promise((r) => setTimeout(r, 20));
-      inFlight--;
-      return answer(input);
-    });
+    const reads = overlapping(serve(obj, '"v1"'));
+    s3.on(GetObjectCommand).callsFake(reads.fake);
     const into = new Uint8Array(80 * MiB);
     expect((await make().readRange('k', 0, into))?.bytes).toBe(80 * MiB);
     expect(gets().map((g) => g.Range)).toContain(`bytes=0-${16 * MiB - 1}`);
     expect(gets()).toHaveLength(5);
-    expect(most).toBe(4); // the first part alone, then the other four together
+    expect(reads.most()).toBe(4); // the first part alone, then the other four together
   });
 
   it('reads at most `concurrency` parts at once after the first', async () => {
     const obj = pattern(30 * MiB);
-    let inFlight = 0;
-    let most = 0;
-    const answer = serve(obj, '"v1"');
-    s3.on(GetObjectCommand).callsFake(async (input: GetObjectCommandInput) => {
-      most = Math.max(most, ++inFlight);
-      await new Promise((r) => setTimeout(r, 20));
-      inFlight--;
-      return answer(input);
-    });
+    const reads = overlapping(serve(obj, '"v1"'));
+    s3.on(GetObjectCommand).callsFake(reads.fake);
     const into = new Uint8Array(30 * MiB);
     expect((await make({ partBytes: 5 * MiB, concurrency: 2 }).readRange('k', 0, into))?.bytes).toBe(30 * MiB);
     expect(Buffer.from(into).equals(obj)).toBe(true);
     expect(gets()).toHaveLength(6);
-    expect(most).toBe(2);
+    expect(reads.most()).toBe(2);
   });
 
   it('a part asked below 5 MiB is read as 5 MiB (the least S3 takes for an upload part)', async () => {
@@ -298,17 +300,11 @@ describe('S3Store multipart uploads: the parts sent', () => {
   it('uploads at most `concurrency` parts at once, and at least one', async () => {
     for (const [concurrency, expected] of [[2, 2], [0, 1]] as const) {
       s3.resetHistory();
-      let inFlight = 0;
-      let most = 0;
-      s3.on(UploadPartCommand).callsFake(async (input) => {
-        most = Math.max(most, ++inFlight);
-        await new Promise((r) => setTimeout(r, 20));
-        inFlight--;
-        return { ETag: `"p${input.PartNumber}"` };
-      });
+      const uploads = overlapping((input: UploadPartCommandInput) => ({ ETag: `"p${input.PartNumber}"` }));
+      s3.on(UploadPartCommand).callsFake(uploads.fake);
       await make({ multipartThreshold: 6 * MiB, partBytes: 5 * MiB, concurrency }).put('k', Buffer.alloc(20 * MiB));
       expect(uploaded()).toHaveLength(4);
-      expect(most).toBe(expected);
+      expect(uploads.most()).toBe(expected);
     }
   });
 
