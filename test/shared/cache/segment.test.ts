@@ -17,6 +17,7 @@ import {
   encodeSegment,
   encodeSegmentParts,
   verifySegmentFrame,
+  verifySegmentFrameSync,
   PREFIX_CHUNK,
   type KvShape,
   type SegmentMeta,
@@ -81,6 +82,11 @@ describe('cache segment codec', () => {
     await expect(verifySegmentFrame(meta, 1, frame(bad, 1))).rejects.toBeInstanceOf(ChecksumMismatchError);
     await verifySegmentFrame(meta, 2, frame(bad, 2));
     await expect(verifySegmentFrame(meta, 0, frame(buf, 0).subarray(1))).rejects.toBeInstanceOf(SegmentTruncatedError);
+    // The same checks on the calling thread (a cold read hashing one frame while the next is read).
+    for (let f = 0; f < 3; f++) verifySegmentFrameSync(meta, f, frame(buf, f));
+    verifySegmentFrameSync(meta, 0, frame(bad, 0));
+    expect(() => verifySegmentFrameSync(meta, 1, frame(bad, 1))).toThrow(ChecksumMismatchError);
+    expect(() => verifySegmentFrameSync(meta, 0, frame(buf, 0).subarray(1))).toThrow(SegmentTruncatedError);
   });
 
   it('encodes in parts to the same bytes, the payload a view of the K/V rather than a copy', async () => {
