@@ -141,7 +141,7 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
       phases.spans.kv_pass = Math.round(advancing - storing);
       if (keepsWindow(deps, job, plan)) deps.windowMemo!.put(jobKey(job), advanceCacheWindow(window, kv, firstFrame, l, m.p_max, attentionShape(m, plan)));
       phases.spans.advance = Math.round(performance.now() - advancing);
-      if (!defersSegment(deps, kv.byteLength)) return writeSegment(deps, job, plan, k, firstFrame, kv);
+      if (!background) return writeSegment(deps, job, plan, k, firstFrame, kv);
       // At most one chunk's K/V waiting to be stored; the previous one has had a whole chunk to land.
       await deps.segmentWrites!.drain();
       // Nothing else holds the K/V now (the window took a copy): handed over, to be hashed on a second thread.
