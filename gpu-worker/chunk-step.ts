@@ -167,6 +167,7 @@ async function computePixelChunk(deps: PixelDeps, job: Job, plan: JobPlan, k: nu
  * Runs chunk task `task` to its end. `recorded`, if given, is called once the chunk is recorded on
  * the job and its next step sent, while a background cache write may still run: the task can be
  * deleted then (the worker's queue round trip overlaps the write). The step returns after both.
+ * It is not called when the step ends otherwise (skipped, canceled, a redelivery, a failure).
  */
 export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: AbortSignal, recorded?: (outcome: ChunkOutcome) => Promise<void>): Promise<ChunkOutcome> {
   const { store, model } = deps;
@@ -202,7 +203,7 @@ export async function runChunkStep(deps: ChunkDeps, task: ChunkTask, signal?: Ab
   const seconds = (performance.now() - started) / 1000;
   try {
     const outcome = await recordChunk(deps, job, plan, k, seconds, phases);
-    if (cacheWrite) await recorded?.(outcome);
+    await recorded?.(outcome);
     return outcome;
   } finally {
     // A background cache write ends before the task does (this worker's next chunk takes the

@@ -11,6 +11,7 @@ import { kvFrameBytes } from '../../shared/model/manifest.js';
 import { cacheSegmentKey, frameKey } from '../../shared/keys.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { localStack, MODEL_DIR, submitJob, tempDir } from './fixtures.js';
+import { WIDE, WIDE_MANIFEST } from './standin.js';
 
 // A small network of the paper's kind through the stand-in graph: fp16 K/V, and a cache the graph
 // takes in fp16, so the window is kept and filled as fp16 bits on every path.
@@ -107,8 +108,7 @@ describe('the cache path with an fp16 window (stand-in graph)', () => {
 });
 
 // Chunks of K/V of 4 MiB and more: a background segment write hands its K/V to the hashing thread.
-const WIDE: Geometry = { ...TINY, name: 'wide', heads: 4, headDim: 64, tokensPerFrame: 1024 };
-const wide = standInManifest(base, WIDE, { cache_dtype: 'float16' });
+const wide = WIDE_MANIFEST;
 
 describe('segments hashed on the hashing thread', () => {
   it('are the bytes of segments hashed on the event loop, and the video the same', async () => {

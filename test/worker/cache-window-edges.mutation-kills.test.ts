@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { standInManifest } from '../../bench/standin-model.js';
 import { putSegment, readWindow, segmentKey, verifySegments, writeSegment, type CacheDeps } from '../../gpu-worker/cache-window.js';
-import { PREFIX_CHUNK } from '../../shared/cache/segment.js';
+import { HAND_OVER_BYTES } from '../../shared/cache/hash-thread.js';
+import { decodeSegmentHeader, PREFIX_CHUNK } from '../../shared/cache/segment.js';
 import { firstFrameOf, jobPlan } from '../../gpu-worker/job-plan.js';
 import { SegmentWrites } from '../../gpu-worker/segment-io.js';
 import { inputFrameKey, jobPrefix } from '../../shared/keys.js';
@@ -98,5 +100,23 @@ describe('starting frames', () => {
     await verifySegments(s.deps, s.job, s.plan);
     expect(readFileSync(s.file(key)).equals(before)).toBe(true);
     expect(await repairsOf(s)).toEqual([[objectOf(s.job, key), 'input', false]]);
+  });
+});
+
+describe('putSegment with the K/V handed over', () => {
+  it('hashes a large one on the hashing thread: the caller\'s K/V is detached, the segment stored with each frame\'s digest', async () => {
+    const s = await setup({ init: 0, chunks: 2, stored: 0 });
+    const frameShape = [1, 2, 1, 64, 128] as const; // 32 KiB a frame
+    const frames = Math.ceil(HAND_OVER_BYTES / (64 * 128 * 2 * 2)) + 1;
+    const kv = Uint16Array.from({ length: frames * 2 * 64 * 128 }, (_, i) => 0x3c00 | (i % 1021));
+    const copy = Buffer.from(Uint16Array.from(kv).buffer);
+    await putSegment(s.stack.store, { modelSha: s.m.onnx_sha256, kvDtype: 'float16', frameShape }, s.job, 0, 0, kv, { handOver: true });
+    expect(kv.byteLength).toBe(0); // given up: the hashing thread had it
+    const stored = readFileSync(s.file(segmentKey(s.job, 0)));
+    const meta = decodeSegmentHeader(stored);
+    const frameBytes = copy.byteLength / frames;
+    expect(meta.frameShas!.map((d) => d.toString('hex'))).toEqual(
+      Array.from({ length: frames }, (_, f) => createHash('sha256').update(copy.subarray(f * frameBytes, (f + 1) * frameBytes)).digest('hex')));
+    expect(stored.subarray(stored.byteLength - copy.byteLength).equals(copy)).toBe(true);
   });
 });

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runChunkStep, type ChunkDeps } from '../../gpu-worker/chunk-step.js';
 import { ChunkFailure, OutOfOrderError } from '../../gpu-worker/errors.js';
 import { cleanCopyKey } from '../../gpu-worker/clean-copy.js';
@@ -15,9 +15,12 @@ import { readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey, jobKey, streamSegmentKey, videoKey } from '../../shared/keys.js';
 import { resolveFfmpegPath } from '../../shared/media/mp4.js';
 import type { Job } from '../../shared/schemas/job.js';
+import { kvFrameBytes, type Manifest } from '../../shared/model/manifest.js';
+import { jobPlan } from '../../gpu-worker/job-plan.js';
+import { log } from '../../gpu-worker/log.js';
 import { captureEmf } from '../shared/emf.js';
 import { localStack, submitJob, tempDir } from './fixtures.js';
-import { INIT_PNGS, recordingQueue, standIn, TINY, TINY_MANIFEST, watchedStore, type StoreWatch } from './standin.js';
+import { INIT_PNGS, recordingQueue, standIn, TINY, TINY_MANIFEST, watchedStore, WIDE_MANIFEST, type StoreWatch } from './standin.js';
 
 const l = TINY.chunkFrames;
 const WEBHOOK = 'https://hooks.example.com/ca2vdm';
@@ -29,14 +32,16 @@ interface Rig {
   tasks: Record<string, unknown>[];
   events: Record<string, unknown>[];
   calls: ReturnType<typeof standIn>['calls'];
+  kvs: ReturnType<typeof standIn>['kvs'];
   job: Job;
 }
 
 /** A job of `frames` frames submitted to a fresh embedded stack, and the chunk step's dependencies over views of it. */
-async function rig(opts: { id?: string; frames?: number; seed?: number; guidance?: number; init?: boolean; memo?: boolean; deps?: Partial<ChunkDeps>; before?: Parameters<typeof standIn>[0] } = {}): Promise<Rig> {
+async function rig(opts: { id?: string; frames?: number; seed?: number; guidance?: number; init?: boolean; memo?: boolean; deps?: Partial<ChunkDeps>; before?: Parameters<typeof standIn>[0]; manifest?: Manifest } = {}): Promise<Rig> {
   const stack = localStack(tempDir());
-  const { model, calls } = standIn(opts.before);
-  const job = await submitJob(stack, TINY_MANIFEST, {
+  const manifest = opts.manifest ?? TINY_MANIFEST;
+  const { model, calls, kvs } = standIn(opts.before, manifest);
+  const job = await submitJob(stack, manifest, {
     ...(opts.id ? { id: opts.id } : {}),
     frames: opts.frames ?? 5, steps: 2, seed: opts.seed ?? 5, guidance: opts.guidance ?? 2, webhook: WEBHOOK, ...(opts.init ? { initPngs: INIT_PNGS } : {}),
   });
@@ -50,7 +55,7 @@ async function rig(opts: { id?: string; frames?: number; seed?: number; guidance
     ...(opts.memo ? { windowMemo: new WindowMemo() } : {}),
     ...opts.deps,
   };
-  return { stack, deps, watch, tasks, events, calls, job };
+  return { stack, deps, watch, tasks, events, calls, kvs, job };
 }
 
 const step = (r: Rig, chunk: number, signal?: AbortSignal) => runChunkStep(r.deps, { job: r.job.id, tenant: r.job.tenant, chunk }, signal);
@@ -435,5 +440,111 @@ describe('runChunkStep with segments stored in the background', () => {
     expect(await step(r, 0)).toBe('computed');
     expect(pending).toBe(0);
     expect(await r.stack.store.head(cacheSegmentKey(r.job.tenant, r.job.id, 0))).not.toBeNull();
+  });
+
+  it.each(['frames', 'HLS segment'])('records the chunk and sends the next task while the t = 0 pass runs, once the chunk\'s frames and HLS segment are stored (the %s last)', async (lastStored) => {
+    const writes = new SegmentWrites();
+    let recorded!: () => void;
+    const wasRecorded = new Promise<'recorded'>((res) => { recorded = () => res('recorded'); });
+    let pass: string | undefined;
+    // Chunk 0's t = 0 pass is held until the chunk is recorded (or 2 s: a step that waits for the pass first).
+    const r = await rig({ frames: 5, deps: { segmentWrites: writes, deferSegmentBytes: 0 }, before: async (input, fetch) => {
+      if (fetch !== 'kv' || input.pos !== 0) return;
+      pass = await Promise.race([wasRecorded, new Promise<string>((res) => setTimeout(() => res('timed out'), 2000))]);
+    } });
+    // One of the two is slow to store: the chunk is recorded only once both are.
+    const slow = lastStored === 'frames'
+      ? new Set([...Array.from({ length: l }, (_, i) => frameKey(r.job.tenant, r.job.id, 0, i)), cleanCopyKey(r.job, 0)])
+      : new Set([streamSegmentKey(r.job.tenant, r.job.id, 0)]);
+    r.watch.beforePut = async (key) => { if (slow.has(key)) await new Promise((res) => setTimeout(res, 400)); };
+    const seen: unknown[] = [];
+    const outcome = await runChunkStep(r.deps, { job: r.job.id, tenant: r.job.tenant, chunk: 0 }, undefined, async (o) => {
+      const heads = await Promise.all([
+        ...Array.from({ length: l }, (_, i) => r.stack.store.head(frameKey(r.job.tenant, r.job.id, 0, i))),
+        r.stack.store.head(streamSegmentKey(r.job.tenant, r.job.id, 0)),
+        r.stack.store.head(cleanCopyKey(r.job, 0)),
+      ]);
+      seen.push({ outcome: o, stored: heads.every((h) => h !== null), chunks_done: (await stored(r)).progress.chunks_done, tasks: r.tasks.map((t) => t.chunk), pass });
+      recorded();
+    });
+    expect(outcome).toBe('computed');
+    expect(pass).toBe('recorded');
+    expect(seen).toEqual([{ outcome: 'computed', stored: true, chunks_done: 1, tasks: [1], pass: undefined }]);
+    await writes.drain();
+    expect(await r.stack.store.head(cacheSegmentKey(r.job.tenant, r.job.id, 0))).not.toBeNull();
+  });
+
+  it('stores a segment of exactly the threshold in the background, and one a byte under it before the step returns', async () => {
+    for (const [extra, pendingAtPut] of [[0, 1], [1, 0]] as const) {
+      const writes = new SegmentWrites();
+      const r = await rig({ frames: 5, deps: { segmentWrites: writes } });
+      r.deps.deferSegmentBytes = l * kvFrameBytes(TINY_MANIFEST, jobPlan(r.job, TINY_MANIFEST).rows) + extra;
+      let pending = -1;
+      r.watch.beforePut = (key) => { if (key.includes('/cache/')) pending = writes.size; };
+      expect(await step(r, 0)).toBe('computed');
+      await writes.drain();
+      expect(pending, `threshold + ${extra}`).toBe(pendingAtPut);
+    }
+  });
+
+  it.each([
+    ['an error', new Error('kv pass failed'), 'Error: kv pass failed'],
+    ['nothing', undefined, 'Error: cache write failed'],
+  ])('logs a t = 0 pass that fails (with %s) after the job advanced; the chunk stands, and the next rebuilds the segment', async (_, thrown, logged) => {
+    const writes = new SegmentWrites();
+    let failed = false; // once: the rebuild's own pass succeeds
+    const r = await rig({ frames: 5, deps: { segmentWrites: writes, deferSegmentBytes: 0 }, before: (input, fetch) => {
+      if (fetch === 'kv' && input.pos === 0 && !failed) { failed = true; throw thrown; }
+    } });
+    const errors = vi.spyOn(log, 'error').mockImplementation(() => {});
+    try {
+      expect(await step(r, 0)).toBe('computed');
+      expect(errors.mock.calls).toEqual([['cache write failed after the job advanced; the next reader rebuilds the segment', { job: r.job.id, chunk: 0, error: logged }]]);
+    } finally {
+      errors.mockRestore();
+    }
+    expect((await stored(r)).progress.chunks_done).toBe(1);
+    expect(r.tasks.map((t) => t.chunk)).toEqual([1]);
+    const segment = cacheSegmentKey(r.job.tenant, r.job.id, 0);
+    expect(await r.stack.store.head(segment)).toBeNull();
+    expect(await step(r, 1)).toBe('computed');
+    expect(await r.stack.store.head(segment)).not.toBeNull();
+  });
+
+  it('logs the frames\' write and the background cache write as phases of their own', async () => {
+    const spans = async (deferSegmentBytes: number) => {
+      const writes = new SegmentWrites();
+      const r = await rig({ frames: 5, deps: { segmentWrites: writes, deferSegmentBytes } });
+      const debug = vi.spyOn(log, 'debug');
+      try {
+        await step(r, 0);
+        return Object.keys((debug.mock.calls.find(([m]) => m === 'chunk phases')![1] as { ms: object }).ms).sort();
+      } finally {
+        debug.mockRestore();
+        await writes.drain();
+      }
+    };
+    const background = await spans(0);
+    expect(background).toContain('write');
+    expect(background).toContain('cache_write');
+    const inline = await spans(1e9);
+    expect(inline).toContain('write');
+    expect(inline).not.toContain('cache_write');
+    expect([...background, ...inline]).not.toContain('');
+  });
+
+  it('hands a large K/V to the hashing thread: the graph\'s output is given up, the segment the same as one hashed here', async () => {
+    const run = async (deferSegmentBytes: number) => {
+      const writes = new SegmentWrites();
+      const r = await rig({ id: 'wide', frames: 5, manifest: WIDE_MANIFEST, deps: { segmentWrites: writes, deferSegmentBytes } });
+      expect(await step(r, 0)).toBe('computed');
+      await writes.drain();
+      return { kv: r.kvs[0], segment: await body(r, cacheSegmentKey(r.job.tenant, r.job.id, 0)) };
+    };
+    const here = await run(1e12);
+    const handed = await run(0);
+    expect(here.kv.byteLength).toBeGreaterThan(0);
+    expect(handed.kv.byteLength).toBe(0); // detached: the hashing thread had it
+    expect(handed.segment!.equals(here.segment!)).toBe(true);
   });
 });

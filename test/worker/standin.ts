@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadBaseManifest, StandInModel, standInManifest, type Geometry } from '../../bench/standin-model.js';
 import type { StepFetch, StepInput } from '../../gpu-worker/model-session.js';
+import type { KvData } from '../../shared/cache/segment.js';
 import type { TaskQueue } from '../../shared/queue/task-queue.js';
 import type { ObjectStore } from '../../shared/store/object-store.js';
 import { MODEL_DIR } from './fixtures.js';
@@ -20,17 +21,28 @@ export const INIT_PNGS = [0, 1, 2].map((i) => readFileSync(path.join(assets, `de
 
 export interface SeenCall { pos: number; frames: number; cacheFrames: number; rows: number; fetch?: StepFetch }
 
-/** The stand-in graph; every call is noted in `calls`, and `before` runs first (it may throw or wait). */
-export function standIn(before?: (input: StepInput, fetch?: StepFetch) => void | Promise<void>) {
-  const model = new StandInModel(TINY_MANIFEST, 0);
+/** Wider heads and more tokens: a chunk's K/V is 8 MiB (guided), enough to be handed to the hashing thread. */
+export const WIDE: Geometry = { ...TINY, name: 'wide', heads: 4, headDim: 64, tokensPerFrame: 1024 };
+export const WIDE_MANIFEST = standInManifest(await loadBaseManifest(MODEL_DIR), WIDE, { cache_dtype: 'float16' });
+
+/**
+ * The stand-in graph (of `manifest`, TINY's by default); every call is noted in `calls`, every
+ * cache-write pass's K/V in `kvs`, and `before` runs first (it may throw or wait).
+ */
+export function standIn(before?: (input: StepInput, fetch?: StepFetch) => void | Promise<void>, manifest = TINY_MANIFEST) {
+  const model = new StandInModel(manifest, 0);
   const calls: SeenCall[] = [];
+  const kvs: KvData[] = [];
   const step = model.step.bind(model);
   model.step = (async (input: StepInput, fetch?: StepFetch) => {
     calls.push({ pos: input.pos, frames: input.frames, cacheFrames: input.cacheFrames, rows: input.rows, fetch });
     await before?.(input, fetch);
-    return fetch ? step(input, fetch) : step(input);
+    if (!fetch) return step(input);
+    const out = await step(input, fetch);
+    if (out.kv) kvs.push(out.kv);
+    return out;
   }) as typeof model.step;
-  return { model, calls };
+  return { model, calls, kvs };
 }
 
 export interface StoreWatch {

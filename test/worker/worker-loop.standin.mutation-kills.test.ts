@@ -100,6 +100,38 @@ describe('ChunkWorker: segments stored after the task', () => {
     await w.close();
     expect(order).toEqual(['stored', 'returned']);
   });
+
+  it('deletes each task once: as soon as its chunk is recorded, before its t = 0 pass and background segment end', async () => {
+    for (const background of [true, false]) {
+      const deletes: string[] = [];
+      const order: string[] = [];
+      /** Resolves once the task is deleted, or after 2 s (a worker that waits for the pass or the segment first). */
+      const deletedOr2s = () => new Promise<void>((res) => {
+        const poll = setInterval(() => { if (deletes.length) done(); }, 5);
+        const fallback = setTimeout(() => done(), 2000);
+        const done = () => { clearInterval(poll); clearTimeout(fallback); res(); };
+      });
+      const { stack, watch, worker } = await setup({ before: async (_, fetch) => {
+        if (fetch !== 'kv') return;
+        if (background) await deletedOr2s();
+        order.push('t = 0 pass');
+      } });
+      watch.beforePut = async (key) => { if (key.includes('/cache/') && background) await deletedOr2s(); };
+      watch.afterPut = (key) => { if (key.includes('/cache/')) order.push('stored'); };
+      const chunkQueue = new Proxy(stack.chunkQueue, {
+        get: (target, prop, receiver) => prop !== 'delete' ? Reflect.get(target, prop, receiver) : (receipt: string) => {
+          deletes.push(receipt);
+          order.push('deleted');
+          return target.delete(receipt);
+        },
+      });
+      const w = worker({ chunkQueue, deferSegmentBytes: background ? 1 : undefined });
+      expect(await w.processNext()).toBe('computed');
+      await w.close();
+      expect(deletes).toHaveLength(1);
+      expect(order, background ? 'background' : 'inline').toEqual(background ? ['deleted', 't = 0 pass', 'stored'] : ['t = 0 pass', 'stored', 'deleted']);
+    }
+  });
 });
 
 describe('ChunkWorker.close()', () => {

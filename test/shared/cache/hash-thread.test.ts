@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HAND_OVER_BYTES, handsOver, sha256FramesOffThread } from '../../../shared/cache/hash-thread.js';
-import { decodeSegmentHeader, encodeSegmentParts, type SegmentMeta } from '../../../shared/cache/segment.js';
+import { HAND_OVER_BYTES, handsOver, sha256FramesOffThread, stopHashingThread } from '../../../shared/cache/hash-thread.js';
+import { decodeSegmentHeader, encodeSegmentParts, sha256Sliced, type SegmentMeta } from '../../../shared/cache/segment.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
 
@@ -44,6 +44,34 @@ describe('hashing a large payload on the hashing thread', () => {
     expect(() => sha256FramesOffThread(new Uint8Array(16), 1)).toThrow(/whole of an ArrayBuffer/);
     expect(() => sha256FramesOffThread(new Uint8Array(HAND_OVER_BYTES), 3)).toThrow(/do not divide into 3 frames/);
     expect(() => sha256FramesOffThread(new Uint8Array(HAND_OVER_BYTES), 0)).toThrow(/into 0 frames/);
+    // Counts that divide the bytes but are no count of frames.
+    expect(() => sha256FramesOffThread(new Uint8Array(HAND_OVER_BYTES), -1)).toThrow(/into -1 frames/);
+    expect(() => sha256FramesOffThread(new Uint8Array(HAND_OVER_BYTES), 0.5)).toThrow(/into 0.5 frames/);
+  });
+
+  it('keeps the process alive while a hash is out, and only then', async () => {
+    // An idle thread is unref'd; while it holds a hash its port is one more resource that keeps the event loop alive.
+    const held = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    await sha256FramesOffThread(bytes(HAND_OVER_BYTES, 1), 1); // the thread exists
+    const idle = held();
+    // Hashed in the order sent: the small one is answered while the large one (64 MiB) is still out.
+    const small = sha256FramesOffThread(bytes(HAND_OVER_BYTES, 2), 1);
+    const large = sha256FramesOffThread(new Uint8Array(16 * HAND_OVER_BYTES), 2);
+    expect(held()).toBe(idle + 1);
+    await small;
+    expect(held()).toBe(idle + 1);
+    await large;
+    expect(held()).toBe(idle);
+  });
+
+  it('fails the hashes a thread held when it ends, and starts a new thread for the next', async () => {
+    const out = sha256FramesOffThread(new Uint8Array(32 * HAND_OVER_BYTES), 4);
+    await stopHashingThread();
+    await expect(out).rejects.toThrow(/hashing thread exited with code 1/);
+    const data = bytes(HAND_OVER_BYTES, 3);
+    const copy = Uint8Array.from(data);
+    const { shas } = await sha256FramesOffThread(data, 1);
+    expect(shas[0].equals(sha(copy))).toBe(true);
   });
 });
 
@@ -70,5 +98,19 @@ describe('a segment whose K/V is handed over', () => {
     const parts = await encodeSegmentParts(view, meta, 'float16', { handOver: true });
     expect(view.byteLength).toBe(frames * frameFloats * 2); // not detached
     expect(parts.payload.buffer).toBe(backing.buffer);
+  });
+});
+
+describe('hashing on this thread, a slice at a time', () => {
+  it('gives the SHA-256 of the whole, letting the event loop turn between slices', async () => {
+    const data = bytes(4 << 20, 11); // 16 slices of 256 KiB
+    let turns = 0;
+    let counting = true;
+    const tick = () => { if (counting) { turns++; setImmediate(tick); } };
+    setImmediate(tick);
+    const digest = await sha256Sliced(data);
+    counting = false;
+    expect(digest.equals(sha(data))).toBe(true);
+    expect(turns).toBeGreaterThanOrEqual(15);
   });
 });
