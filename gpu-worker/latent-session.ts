@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { f16ToF32 } from '../shared/cache/f16.js';
 import { loadManifestV2, type ManifestV2 } from '../shared/model/manifest-v2.js';
+import { openOnProvider, type ProviderName } from './model-session.js';
 
 /** One call of a format-2 step graph: `rows` rows of F latent frames after P cached frames. */
 export interface LatentStepInput {
@@ -25,28 +26,30 @@ export interface LatentStepOutput {
 
 /** A format-2 model: the step graph with both caches, and the VAE graphs around it. */
 export class LatentModelSession {
-  /** The graphs run on the CPU execution provider. */
-  readonly provider = 'cpu' as const;
-
   private constructor(
     readonly manifest: ManifestV2,
+    /** The execution provider the three graphs run on. */
+    readonly provider: ProviderName,
     private readonly step: ort.InferenceSession,
     private readonly encoder: ort.InferenceSession,
     private readonly decoder: ort.InferenceSession,
     readonly nullEmbedding?: Float32Array,
   ) {}
 
-  /** Loads and checks `dir` (every file's SHA-256), opens the three graphs on the CPU. */
-  static async open(dir: string, threads?: number): Promise<LatentModelSession> {
+  /**
+   * Loads and checks `dir` (every file's SHA-256) and opens the three graphs on one provider: CUDA
+   * when preferred and present, else the CPU (model-session.ts, openOnProvider).
+   */
+  static async open(dir: string, prefer: ProviderName = 'cpu', threads?: number): Promise<LatentModelSession> {
     const { manifest, files } = await loadManifestV2(dir);
-    const opts = { graphOptimizationLevel: 'all' as const, ...(threads ? { intraOpNumThreads: threads } : {}) };
-    const [step, encoder, decoder] = await Promise.all([files.step, files.encoder, files.decoder].map((f) => ort.InferenceSession.create(f, opts)));
+    const { sessions: [step, encoder, decoder], provider } = await openOnProvider(
+      [files.step, files.encoder, files.decoder], prefer, threads, { model: manifest.name, sha256: manifest.onnx_sha256 });
     let nullEmbedding: Float32Array | undefined;
     if (files.nullEmbedding) {
       const buf = await import('node:fs').then((fs) => fs.promises.readFile(files.nullEmbedding!));
       nullEmbedding = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
     }
-    return new LatentModelSession(manifest, step, encoder, decoder, nullEmbedding);
+    return new LatentModelSession(manifest, provider, step, encoder, decoder, nullEmbedding);
   }
 
   /** RGB frames [n, 3, H, W] in [-1, 1] -> latents [n, C, h, w], scaled as the model was trained. */

@@ -10,14 +10,14 @@
 import { adaptersFromEnv } from './adapters.js';
 import { DEFAULT_MODEL_DIR } from './defaults.js';
 import { log } from './log.js';
-import type { ProviderName } from './model-session.js';
+import { providerFromEnv } from './model-session.js';
 import { isLatentModel, openServedModel } from './served-model.js';
 import { latentSelfCheck, selfCheck } from './self-check.js';
 import { ChunkWorker } from './worker.js';
 
 async function main(argv: string[]): Promise<number> {
   const modelDir = process.env.MODEL_DIR ?? DEFAULT_MODEL_DIR;
-  const provider = (process.env.ORT_PROVIDER ?? 'cpu') as ProviderName;
+  const provider = providerFromEnv(process.env.ORT_PROVIDER);
   const threads = process.env.ORT_THREADS ? Number(process.env.ORT_THREADS) : undefined;
   const model = await openServedModel(modelDir, provider, threads);
   if (argv.includes('--self-check')) {

@@ -5,7 +5,42 @@ import { framesFirstCache, loadManifest, type Manifest } from '../shared/model/m
 import { log } from './log.js';
 
 /** Execution providers the worker can be asked for; CUDA falls back to CPU when it is absent. */
-export type ProviderName = 'cpu' | 'cuda';
+export const PROVIDERS = ['cpu', 'cuda'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** ORT_PROVIDER's value: `cpu` when unset, or `cuda`; anything else is an error naming the choices. */
+export function providerFromEnv(raw: string | undefined): ProviderName {
+  const value = raw ?? 'cpu';
+  if (!(PROVIDERS as readonly string[]).includes(value)) throw new Error(`ORT_PROVIDER must be one of ${PROVIDERS.join(', ')}, got ${JSON.stringify(value)}`);
+  return value as ProviderName;
+}
+
+/**
+ * Opens every graph of `files` on one execution provider: the first, in order of preference, that
+ * opens them all (CUDA where the image has it, else the CPU). Logs the provider used, with `fields`,
+ * and each one that could not be had.
+ */
+export async function openOnProvider(
+  files: readonly string[], prefer: ProviderName, threads: number | undefined, fields: Record<string, unknown>,
+): Promise<{ sessions: ort.InferenceSession[]; provider: ProviderName }> {
+  const order: ProviderName[] = prefer === 'cuda' ? ['cuda', 'cpu'] : ['cpu'];
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...(threads ? { intraOpNumThreads: threads } : {}) };
+  let lastError: unknown;
+  for (const provider of order) {
+    const opened = await Promise.allSettled(files.map((f) => ort.InferenceSession.create(f, { ...options, executionProviders: [provider] })));
+    const sessions = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (!failed) {
+      log.info('model loaded', { ...fields, provider, preferred: prefer });
+      return { sessions, provider };
+    }
+    // Graphs that did open on this provider are let go before the next is tried.
+    await Promise.all(sessions.map((s) => s.release()));
+    lastError = failed.reason;
+    log.warn('execution provider unavailable', { provider, error: String(failed.reason) });
+  }
+  throw lastError;
+}
 
 /** One call of the step graph: `rows` batch rows of `frames` frames after `cacheFrames` cached ones. */
 export interface StepInput {
@@ -62,23 +97,8 @@ export class ModelSession implements StepGraph {
    */
   static async open(dir: string, prefer: ProviderName = 'cpu', threads?: number): Promise<ModelSession> {
     const { manifest, onnxPath } = await loadManifest(dir);
-    const order: ProviderName[] = prefer === 'cuda' ? ['cuda', 'cpu'] : ['cpu'];
-    let lastError: unknown;
-    for (const provider of order) {
-      try {
-        const session = await ort.InferenceSession.create(onnxPath, {
-          executionProviders: [provider],
-          graphOptimizationLevel: 'all',
-          ...(threads ? { intraOpNumThreads: threads } : {}),
-        });
-        log.info('model loaded', { model: manifest.name, provider, preferred: prefer, sha256: manifest.onnx_sha256 });
-        return new ModelSession(manifest, provider, session);
-      } catch (err) {
-        lastError = err;
-        log.warn('execution provider unavailable', { provider, error: String(err) });
-      }
-    }
-    throw lastError;
+    const { sessions: [session], provider } = await openOnProvider([onnxPath], prefer, threads, { model: manifest.name, sha256: manifest.onnx_sha256 });
+    return new ModelSession(manifest, provider, session);
   }
 
   async step(input: StepInput): Promise<StepOutput>;

@@ -11,8 +11,8 @@ export type ServedModel = StepGraph | LatentModelSession;
 
 export const isLatentModel = (model: ServedModel): model is LatentModelSession => model.manifest.format === 2;
 
-/** Opens `dir` by its manifest's format. A latent model runs on the CPU execution provider. */
+/** Opens `dir` by its manifest's format, on `provider` when it can be had (else the CPU). */
 export async function openServedModel(dir: string, provider: ProviderName = 'cpu', threads?: number): Promise<ModelSession | LatentModelSession> {
-  if (await manifestFormat(dir) === 2) return LatentModelSession.open(dir, threads);
+  if (await manifestFormat(dir) === 2) return LatentModelSession.open(dir, provider, threads);
   return ModelSession.open(dir, provider, threads);
 }

@@ -11,7 +11,7 @@ import { localAdapters, type Adapters } from '../gpu-worker/adapters.js';
 import { DEFAULT_MODEL_DIR } from '../gpu-worker/defaults.js';
 import { log } from '../gpu-worker/log.js';
 import type { LatentModelSession } from '../gpu-worker/latent-session.js';
-import type { ModelSession, ProviderName } from '../gpu-worker/model-session.js';
+import { providerFromEnv, type ModelSession, type ProviderName } from '../gpu-worker/model-session.js';
 import { openServedModel } from '../gpu-worker/served-model.js';
 import { ChunkWorker, type TaskEvent } from '../gpu-worker/worker.js';
 import { DEFAULT_API_CONFIG } from '../shared/api/config.js';
@@ -61,7 +61,7 @@ export function embeddedOptionsFromEnv(env: NodeJS.ProcessEnv): EmbeddedStackOpt
     ...(env.MODEL_DIR ? { modelDir: env.MODEL_DIR } : {}),
     port: num('PORT', 8080, 0), // 0: any free port
     workers: num('WORKERS', 1),
-    provider: (env.ORT_PROVIDER ?? 'cpu') as ProviderName,
+    provider: providerFromEnv(env.ORT_PROVIDER),
     allowLoopbackWebhooks: env.ALLOW_LOOPBACK_WEBHOOKS === '1',
     visibilitySec: num('VISIBILITY_SEC'),
     stallAfterSec: num('STALL_AFTER_SEC'),

@@ -14,6 +14,9 @@ describe('npm start options', () => {
     expect(embeddedOptionsFromEnv({ PUBLIC_API_URL: 'https://video.example' }).publicUrl).toBe('https://video.example');
     expect(() => embeddedOptionsFromEnv({ VISIBILITY_SEC: 'soon' })).toThrow(/VISIBILITY_SEC/);
     expect(() => embeddedOptionsFromEnv({ WORKERS: '0' })).toThrow(/WORKERS/);
+    expect(embeddedOptionsFromEnv({}).provider).toBe('cpu');
+    expect(embeddedOptionsFromEnv({ ORT_PROVIDER: 'cuda' }).provider).toBe('cuda');
+    expect(() => embeddedOptionsFromEnv({ ORT_PROVIDER: 'gpu' })).toThrow('ORT_PROVIDER must be one of cpu, cuda, got "gpu"');
   });
 
   it("hands the visibility window to the stack's chunk workers", async () => {

@@ -119,7 +119,7 @@ describe('runChunkStep: the starting frames\' K/V', () => {
 
 describe('runChunkStep with a latent model', () => {
   it('makes the chunk with the latent path: latents, frames, the job recorded', async () => {
-    const model = await LatentModelSession.open(fileURLToPath(new URL('../../model/artifacts/official-tiny-random/', import.meta.url)), 1);
+    const model = await LatentModelSession.open(fileURLToPath(new URL('../../model/artifacts/official-tiny-random/', import.meta.url)), 'cpu', 1);
     try {
       const m = model.manifest;
       const stack = localStack(tempDir());

@@ -8,7 +8,7 @@ import { LatentModelSession } from '../../gpu-worker/latent-session.js';
 const TINY = fileURLToPath(new URL('../../model/artifacts/official-tiny-random/', import.meta.url));
 
 let model: LatentModelSession;
-beforeAll(async () => { model = await LatentModelSession.open(TINY, 1); });
+beforeAll(async () => { model = await LatentModelSession.open(TINY, 'cpu', 1); });
 afterAll(() => model.release());
 
 function startingFrame(shift = 0): Float32Array {

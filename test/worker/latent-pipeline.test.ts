@@ -32,7 +32,7 @@ let startPng: Buffer;
 let expected: { latents: Float32Array; pngs: Buffer[] };
 
 beforeAll(async () => {
-  model = await LatentModelSession.open(TINY, 1);
+  model = await LatentModelSession.open(TINY, 'cpu', 1);
   const m = model.manifest;
   const px = m.frame.height * m.frame.width;
   const g = { ...m.frame };
