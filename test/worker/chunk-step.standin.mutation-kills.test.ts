@@ -201,6 +201,24 @@ describe('runChunkStep, chunk by chunk (stand-in graph)', () => {
     for (const [i, png] of got.pngs.entries()) expect(png!.equals(want.pngs[i]!), `frame ${i}`).toBe(true);
     expect(readsBeforeLast).toEqual([0, 0, 0]);
   });
+
+  it('says which job, model and rows when a window is too large to keep, and reads every window from the store', async () => {
+    const r = await rig({ frames: 5, init: true, deps: { windowMemo: new WindowMemo(1) } });
+    const errors = vi.spyOn(log, 'error').mockImplementation(() => {});
+    const reads: number[] = [];
+    try {
+      for (let k = 0; k < 3; k++) {
+        reads.push(r.watch.cacheReads.length);
+        await step(r, k);
+      }
+      expect(errors).toHaveBeenCalledTimes(1);
+      expect(errors.mock.calls[0][1]).toMatchObject({ job: r.job.id, model: TINY_MANIFEST.name, rows: 2, memo_bytes: 1 });
+    } finally {
+      errors.mockRestore();
+    }
+    expect((await stored(r)).status).toBe('succeeded');
+    expect(reads[2]).toBeGreaterThan(reads[1]);
+  });
 });
 
 describe('runChunkStep on a job that decides for it', () => {
