@@ -17,6 +17,11 @@
  * cache-write pass, after its own window (read the same way): the same bytes. Never from decoded
  * PNGs: re-encoding them would not give the same cache. Noise is a function of (seed, chunk,
  * stream), so a redelivered task makes the same bytes.
+ *
+ * A continuation (extend, fork) has no starting frames: its first window is read from the video it
+ * continues (and so on up the lineage), up to the frame it was cut at. The segment of a video's
+ * last chunk is never written by the video itself (nothing came after it); a continuation makes it
+ * from that chunk's stored latents on first use, holding just the frames it continues from.
  */
 import * as os from 'node:os';
 import type { AssembledWindow } from '../shared/cache/assemble.js';
@@ -29,12 +34,13 @@ import type { ManifestV2 } from '../shared/model/manifest-v2.js';
 import { iddpmSchedule, iddpmStep, type IddpmSchedule } from '../shared/sampler/iddpm.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
 import type { Job } from '../shared/schemas/job.js';
+import { readJob } from '../shared/jobs/job-store.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
 import { putSegment, segmentKey } from './cache-window.js';
 import type { ChunkDeps, PhaseTimer } from './chunk-step.js';
 import { assertEarlierFramesKept, decodeStoredPngs, f16Precision, recordRepair, writeCleanCopy } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
-import { firstFrameOf, framesOfChunk, geometry, type JobPlan } from './job-plan.js';
+import { firstFrameOf, framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
 import { attentionLayout, contextLatents, prefixFrameIndices } from './latent-generate.js';
 import type { LatentModelSession } from './latent-session.js';
 import { log } from './log.js';
@@ -67,15 +73,15 @@ export interface LatentWindow extends AssembledWindow {
 export async function computeLatentChunk(deps: LatentDeps, job: Job, plan: JobPlan, k: number, phases: PhaseTimer, signal?: AbortSignal): Promise<number> {
   const { store, model } = deps;
   const m = model.manifest;
-  if (job.parent) throw new ChunkFailure('bad_request', `model ${m.name} works on latent frames: continuing a stored video is not supported for it yet`);
-  if (plan.initFrames === 0) throw new ChunkFailure('bad_request', `model ${m.name} continues given frames: the job has no starting frames`);
-  const sched = iddpmSchedule(m.schedule.alphas_cumprod, job.request.steps);
+  if (plan.initFrames === 0 && !job.parent) throw new ChunkFailure('bad_request', `model ${m.name} continues given frames: the job has no starting frames`);
+  const sched = scheduleOf(m, job);
   const firstFrame = firstFrameOf(plan, k);
 
   // 2. The window: the starting frames' cache is written once, by chunk 0; then this worker's
-  //    window from chunk k-1, or the newest segments (a damaged one rebuilt from its latents).
-  if (k === 0) await writeStart(deps, job, plan, sched);
-  const window = (deps.windowMemo?.take(jobKey(job), firstFrame) as LatentWindow | undefined) ?? await readLatentWindow(deps, job, plan, sched, firstFrame);
+  //    window from chunk k-1, or the newest segments, the continued video's included (a damaged
+  //    one rebuilt from its latents).
+  if (k === 0 && plan.initFrames > 0) await writeStart(deps, job, plan, sched);
+  const window = (deps.windowMemo?.take(jobKey(job), firstFrame) as LatentWindow | undefined) ?? await readLatentWindow(deps, job, plan, firstFrame);
   await assertEarlierFramesKept(deps, job, plan, k);
   phases.mark('cache_read');
 
@@ -125,8 +131,7 @@ export async function computeLatentChunk(deps: LatentDeps, job: Job, plan: JobPl
  * finishes: a worker that kept its window in memory never read them back).
  */
 export async function verifyLatentSegments(deps: CacheDeps, job: Job, plan: JobPlan): Promise<void> {
-  const sched = iddpmSchedule(deps.model.manifest.schedule.alphas_cumprod, job.request.steps);
-  for (const seg of segmentsOf(plan, plan.chunksTotal - 1)) await readOrRebuild(deps, job, plan, sched, seg);
+  for (const seg of ownSegments(job, plan, plan.chunksTotal - 1, Infinity)) await readOrRebuild(deps, seg);
 }
 
 /** The window memo's default budget for a latent model: a quarter of the machine's memory, less two windows being built. */
@@ -233,28 +238,58 @@ function advance(m: ManifestV2, window: LatentWindow, kv: FrameKv, firstFrame: n
 
 // ---- segments ----
 
-interface LatentSegment { chunk: number; firstFrame: number; frames: number }
+/** A segment of the job, or of a video it continues: `chunk` in its owner's numbering. */
+interface LatentSegment { owner: Job; ownerPlan: JobPlan; chunk: number; firstFrame: number; frames: number }
 
-/** The segments of chunks before `chunks` (and the starting frames'), oldest first. */
-function segmentsOf(plan: JobPlan, chunks: number): LatentSegment[] {
-  const out: LatentSegment[] = [{ chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames }];
-  for (let j = 0; j < chunks; j++) out.push({ chunk: j, firstFrame: firstFrameOf(plan, j), frames: plan.chunkFrames });
+/** Most videos a continuation may stand on (a chain of extensions). */
+const MAX_LINEAGE = 1000;
+
+/**
+ * The segments of `job`'s starting frames (if any) and of its first `cut` frames' chunks (a chunk
+ * cut short holds only the frames before `cut`), up to `chunks` chunks, oldest first.
+ */
+function ownSegments(job: Job, plan: JobPlan, chunks: number, cut: number): LatentSegment[] {
+  const out: LatentSegment[] = [];
+  if (plan.initFrames > 0) out.push({ owner: job, ownerPlan: plan, chunk: PREFIX_CHUNK, firstFrame: 0, frames: plan.initFrames });
+  for (let j = 0; j < chunks && j * plan.chunkFrames < cut; j++) {
+    out.push({ owner: job, ownerPlan: plan, chunk: j, firstFrame: firstFrameOf(plan, j), frames: Math.min(plan.chunkFrames, cut - j * plan.chunkFrames) });
+  }
   return out;
+}
+
+/**
+ * The segments that hold the window before global frame `endFrame`, oldest first: the job's own,
+ * and where the window reaches before its first frame, those of the video it continues, up to the
+ * frame it was cut at (and so on up the lineage).
+ */
+async function windowSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LatentSegment[]> {
+  const from = Math.max(0, endFrame - deps.model.manifest.p_max);
+  const out: LatentSegment[] = [];
+  let owner = job;
+  let ownerPlan = plan;
+  let cut = endFrame - plan.startFrame; // the owner's own frames before endFrame
+  for (let hops = 0; ; hops++) {
+    out.unshift(...ownSegments(owner, ownerPlan, Infinity, cut).filter((s) => s.firstFrame + s.frames > from));
+    if (!owner.parent || from >= ownerPlan.startFrame) return out;
+    if (hops >= MAX_LINEAGE) throw new ChunkFailure('bad_request', `job ${job.id} continues more than ${MAX_LINEAGE} videos`);
+    const parent = await readJob(deps.store, owner.tenant, owner.parent.id);
+    if (!parent) throw new ChunkFailure('parent_missing', `video ${owner.parent.id}, which job ${owner.id} continues, is gone`);
+    cut = owner.parent.frames;
+    owner = parent.job;
+    ownerPlan = jobPlan(owner, deps.model.manifest);
+  }
 }
 
 /**
  * The window before global frame `endFrame`, from the segments that hold it: the temporal K/V of
  * its newest P_max frames and the spatial K/V of the segment that ends at `endFrame`.
  */
-async function readLatentWindow(deps: CacheDeps, job: Job, plan: JobPlan, sched: IddpmSchedule, endFrame: number): Promise<LatentWindow> {
+async function readLatentWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LatentWindow> {
   const m = deps.model.manifest;
-  const from = Math.max(0, endFrame - m.p_max);
-  const chunks = Math.max(0, (endFrame - plan.startFrame) / plan.chunkFrames);
-  const needed = segmentsOf(plan, chunks).filter((s) => s.firstFrame + s.frames > from && s.firstFrame < endFrame);
   let window = emptyLatentWindow();
-  for (const seg of needed) {
-    const kv = await readOrRebuild(deps, job, plan, sched, seg);
-    // Frames before `from` never reach the window: start it where this segment starts, then trim.
+  for (const seg of await windowSegments(deps, job, plan, endFrame)) {
+    const kv = await readOrRebuild(deps, seg);
+    // Frames before the window never reach it: start it where this segment starts, then trim.
     if (window.frames === 0) window = { ...window, firstFrame: seg.firstFrame };
     window = advance(m, window, kv, seg.firstFrame, seg.frames);
   }
@@ -265,15 +300,16 @@ async function readLatentWindow(deps: CacheDeps, job: Job, plan: JobPlan, sched:
 interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag?: string }
 
 /** Segment `seg`'s caches: read and checked (twice before it counts as damaged), else rebuilt from its latents and stored. */
-async function readOrRebuild(deps: CacheDeps, job: Job, plan: JobPlan, sched: IddpmSchedule, seg: LatentSegment): Promise<FrameKv> {
-  let got = await readLatentSegment(deps, job, seg);
-  if (!(got instanceof Float32Array) && got.code === 'cache_corrupt') got = await readLatentSegment(deps, job, seg);
+async function readOrRebuild(deps: CacheDeps, seg: LatentSegment): Promise<FrameKv> {
+  let got = await readLatentSegment(deps, seg);
+  if (!(got instanceof Float32Array) && got.code === 'cache_corrupt') got = await readLatentSegment(deps, seg);
   if (got instanceof Float32Array) return got;
-  return rebuild(deps, job, plan, sched, seg, got);
+  return rebuild(deps, seg, got);
 }
 
-async function readLatentSegment(deps: CacheDeps, job: Job, seg: LatentSegment): Promise<FrameKv | Damage> {
+async function readLatentSegment(deps: CacheDeps, seg: LatentSegment): Promise<FrameKv | Damage> {
   const m = deps.model.manifest;
+  const job = seg.owner;
   const key = segmentKey(job, seg.chunk);
   const obj = await deps.store.get(key);
   if (!obj) return { code: 'cache_missing', reason: 'missing' };
@@ -294,25 +330,32 @@ async function readLatentSegment(deps: CacheDeps, job: Job, seg: LatentSegment):
   return data;
 }
 
-/** Recomputes a damaged segment from the latents it was made from, after its own window, and stores it. */
-async function rebuild(deps: CacheDeps, job: Job, plan: JobPlan, sched: IddpmSchedule, seg: LatentSegment, damage: Damage): Promise<FrameKv> {
+/**
+ * Recomputes a damaged segment from the latents it was made from, after its own window, and stores
+ * it. A video's last chunk has no segment until a continuation needs one: made now, not a repair.
+ */
+async function rebuild(deps: CacheDeps, seg: LatentSegment, damage: Damage): Promise<FrameKv> {
+  const { owner: job, ownerPlan: plan } = seg;
   const key = segmentKey(job, seg.chunk);
   const per = latentFloats(deps.model.manifest);
   let source: { latents: Float32Array; from: 'latents' | 'input' };
   if (seg.chunk === PREFIX_CHUNK) source = await startingLatents(deps, job, plan);
   else {
-    const stored = await readLatents(deps.store, job, seg.chunk, seg.frames, per);
+    // A chunk's latents are stored whole; a segment cut short holds its first frames.
+    const stored = await readLatents(deps.store, job, seg.chunk, plan.chunkFrames, per);
     if (!stored) {
       throw new ChunkFailure(damage.code, `cache segment ${key} is ${damage.reason === 'missing' ? 'missing' : `damaged (${damage.reason})`}, and the latents of chunk ${seg.chunk} to rebuild it from are gone or damaged`);
     }
-    source = { latents: stored, from: 'latents' };
+    source = { latents: stored.subarray(0, seg.frames * per), from: 'latents' };
   }
-  log.warn(`cache segment damaged; rebuilding it from ${source.from === 'input' ? 'the starting frames' : 'its latents'}`, { job: job.id, chunk: seg.chunk, reason: damage.reason });
-  const window = seg.chunk === PREFIX_CHUNK ? emptyLatentWindow() : await readLatentWindow(deps, job, plan, sched, seg.firstFrame);
+  const firstUse = seg.chunk === plan.chunksTotal - 1 && damage.reason === 'missing';
+  if (firstUse) log.info('cache segment of a last chunk made for a continuation', { job: job.id, chunk: seg.chunk });
+  else log.warn(`cache segment damaged; rebuilding it from ${source.from === 'input' ? 'the starting frames' : 'its latents'}`, { job: job.id, chunk: seg.chunk, reason: damage.reason });
+  const window = seg.chunk === PREFIX_CHUNK ? emptyLatentWindow() : await readLatentWindow(deps, job, plan, seg.firstFrame);
   const noiseChunk = seg.chunk === PREFIX_CHUNK ? PREFIX_CHUNK : plan.chunkOffset + seg.chunk;
-  const kv = await cacheWritePass(deps.model, job, sched, source.latents, noiseChunk, seg.firstFrame, window);
+  const kv = await cacheWritePass(deps.model, job, scheduleOf(deps.model.manifest, job), source.latents, noiseChunk, seg.firstFrame, window);
   await writeLatentSegment(deps, job, seg.chunk, seg.firstFrame, kv, { replace: damage.etag });
-  await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: source.from, lossy: false });
+  if (!firstUse) await recordRepair(deps.store, job, { object: key.slice(jobPrefix(job.tenant, job.id).length), from: source.from, lossy: false });
   return kv;
 }
 
@@ -360,6 +403,9 @@ async function readLatents(store: ObjectStore, job: Job, chunk: number, frames: 
   if (!latents) log.warn('stored latents damaged', { job: job.id, chunk });
   return latents;
 }
+
+/** The job's respaced schedule (a continuation keeps its video's steps). */
+const scheduleOf = (m: ManifestV2, job: Job): IddpmSchedule => iddpmSchedule(m.schedule.alphas_cumprod, job.request.steps);
 
 // ---- the window memo ----
 

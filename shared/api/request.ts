@@ -70,14 +70,11 @@ export function extendVideoBodySchema(manifest: ServedManifest, config: ApiConfi
 
 /**
  * What a model asks of a request beyond the schema: a latent (format-2) model continues given
- * frames (its spatial prefix cache starts from them), so it needs `init_frames`, and it cannot yet
- * continue a stored video (`from`, extend). Throws a ValidationError naming the field.
+ * frames (its spatial prefix cache starts from them), so a new video needs `init_frames`; a
+ * continuation (`from`, extend) starts from its video's frames. Throws a ValidationError naming the field.
  */
-export function checkRequestForModel(manifest: ServedManifest, request: { initFrames: number; continues: boolean; field?: string }): void {
-  if (!isLatentManifest(manifest)) return;
-  if (request.continues) {
-    throw new ValidationError(`model ${manifest.name} works on latent frames: continuing a stored video is not supported for it yet`, request.field ?? 'from');
-  }
+export function checkRequestForModel(manifest: ServedManifest, request: { initFrames: number; continues: boolean }): void {
+  if (!isLatentManifest(manifest) || request.continues) return;
   if (request.initFrames === 0) {
     throw new ValidationError(`init_frames: model ${manifest.name} continues given frames: send 1 to ${manifest.p_max} starting images`, 'init_frames');
   }

@@ -82,7 +82,7 @@ async function acceptJob(
   if (key !== undefined && (key.length === 0 || key.length > 256)) {
     throw new ValidationError('Idempotency-Key must be 1-256 characters', 'Idempotency-Key');
   }
-  checkRequestForModel(manifest, { initFrames: body.init_frames?.length ?? 0, continues: from !== undefined, field: from?.field });
+  checkRequestForModel(manifest, { initFrames: body.init_frames?.length ?? 0, continues: from !== undefined });
   const parent = from ? await continuation(deps, ctx, body, from) : undefined;
   const pngs = await decodeInitFrames(deps, ctx, body);
   if (body.webhook !== undefined) await checkWebhook(deps, body.webhook);

@@ -202,18 +202,18 @@ describe('a latent model', () => {
     return parseServedManifest(JSON.parse(readFileSync(url, 'utf8')));
   };
 
-  it('asks a new video for its starting frames, and refuses to continue a stored one', async () => {
+  it('asks a new video for its starting frames, and not a continuation, which starts from its video\'s', async () => {
     const manifest = latent();
     expect(manifest.format).toBe(2);
     const d = { ...deps, manifest };
     const fresh = await rejection(createVideo(d, ctx, { body: { frames: 8 } }));
     expect(fresh).toBeInstanceOf(ValidationError);
     expect(fresh.field).toBe('init_frames');
-    const { job } = await createVideo(deps, ctx, { body: { frames: 4, seed: 1 } });
+    const { job } = await createVideo(d, ctx, { body: { frames: 4, seed: 1, init_frames: [pngBase64(manifest.frame.width, manifest.frame.height)] } });
     await updateJob(stack.store, ctx.tenant, job.id, (j) => ({ ...j, status: 'succeeded' }));
-    const more = await rejection(extendVideo(d, ctx, job.id, { body: { frames: 8 } }));
-    expect(more).toBeInstanceOf(ValidationError);
-    expect(more.field).toBe('id');
-    expect(more.message).toMatch(/continuing a stored video is not supported/);
+    const more = await extendVideo(d, ctx, job.id, { body: { frames: 8 } });
+    expect(more.created).toBe(true);
+    const fork = await createVideo(d, ctx, { body: { frames: 2, from: { video: job.id, frame: manifest.chunk_frames } } });
+    expect(fork.created).toBe(true);
   });
 });

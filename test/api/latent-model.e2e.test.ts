@@ -1,8 +1,8 @@
 /**
  * The embedded stack serving a format-2 (latent) model, the committed tiny official one: the API
  * takes its requests by its manifest (default steps, no guidance, no labels, starting images
- * required, no continuations yet), and a job with a starting image ends `succeeded` with an MP4 of
- * the right frame count and size.
+ * required for a new video), a job with a starting image ends `succeeded` with an MP4 of the right
+ * frame count and size, and an extension of it ends with the whole video.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -42,7 +42,7 @@ function startImage(): string {
   return png.toString('base64');
 }
 
-async function finished(id: string): Promise<{ status: string; input: { steps: number }; output: { video?: string }; error?: unknown }> {
+async function finished(id: string): Promise<{ status: string; input: { steps: number }; output: { video?: string; full?: string }; error?: unknown }> {
   for (let i = 0; i < 1200; i++) {
     const job = await (await api(`/v1/videos/${id}`)).json();
     if (['succeeded', 'failed', 'canceled'].includes(job.status)) return job;
@@ -86,7 +86,7 @@ describe('the embedded stack with a latent model', () => {
     expect(stdout.length).toBe(5 * (frame.width * 8) * (frame.height * 8) * 3); // the MP4 is upscaled 8x
   }, 120_000);
 
-  it('takes the steps from the manifest when the request names none, and refuses continuing a video', async () => {
+  it('takes the steps from the manifest when the request names none, and extends a video from its end', async () => {
     const created = await post({ frames: 1, init_frames: [startImage()] });
     expect(created.status).toBe(202);
     const { id } = await created.json();
@@ -94,7 +94,15 @@ describe('the embedded stack with a latent model', () => {
     expect(job.status).toBe('succeeded');
     expect(job.input.steps).toBe(stack.model.manifest.default_steps);
     const extend = await api(`/v1/videos/${id}/extend`, { method: 'POST', body: JSON.stringify({ frames: 2 }) });
-    expect(extend.status).toBe(400);
-    expect(JSON.stringify(await extend.json())).toContain('not supported');
+    expect(extend.status).toBe(202);
+    const more = await finished((await extend.json()).id);
+    expect(more.status, JSON.stringify(more.error)).toBe('succeeded');
+    expect(more.input.steps).toBe(job.input.steps);
+    // The whole video: the one frame it continues, then its own two.
+    const mp4 = path.join(dir, 'full.mp4');
+    await writeFile(mp4, Buffer.from(await (await api(more.output.full!)).arrayBuffer()));
+    const { stdout } = await run(await resolveFfmpegPath(), ['-v', 'error', '-i', mp4, '-vsync', '0', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer', maxBuffer: 1 << 26 });
+    const { frame } = stack.model.manifest;
+    expect(stdout.length).toBe(3 * (frame.width * 8) * (frame.height * 8) * 3);
   }, 120_000);
 });

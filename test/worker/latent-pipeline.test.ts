@@ -18,6 +18,9 @@ import { f16ToF32, f32ToF16 } from '../../shared/cache/f16.js';
 import { chunkTaskDedupId } from '../../shared/schemas/chunk-task.js';
 import type { Job } from '../../shared/schemas/job.js';
 import { drainQueue, localStack, tempDir } from './fixtures.js';
+import { createVideo, extendVideo } from '../../shared/api/videos.js';
+import { decodeSegment, decodeSegmentHeader } from '../../shared/cache/segment.js';
+import { testConfig } from '../api/helpers.js';
 
 const TINY = fileURLToPath(new URL('../../model/artifacts/official-tiny-random/', import.meta.url));
 // 1 starting frame, chunks of 2, P_max 5: from chunk 2 on, frames leave the window. 9 frames end
@@ -45,7 +48,7 @@ beforeAll(async () => {
 });
 afterAll(() => model.release());
 
-async function submit(stack: ReturnType<typeof localStack>): Promise<Job> {
+async function submit(stack: ReturnType<typeof localStack>, frames = FRAMES): Promise<Job> {
   const m = model.manifest;
   const now = new Date().toISOString();
   const id = `job${Math.random().toString(36).slice(2, 10)}`;
@@ -54,9 +57,9 @@ async function submit(stack: ReturnType<typeof localStack>): Promise<Job> {
   await stack.store.put(keys[0], startPng);
   const job: Job = {
     id, tenant, status: 'starting',
-    request: { frames: FRAMES, seed: SEED, guidance: m.guidance.default, steps: STEPS, init_frames: { count: 1, keys }, webhook_events_filter: ['completed'] },
+    request: { frames, seed: SEED, guidance: m.guidance.default, steps: STEPS, init_frames: { count: 1, keys }, webhook_events_filter: ['completed'] },
     model: { name: m.name, sha256: m.onnx_sha256, chunk_frames: m.chunk_frames },
-    progress: { chunks_done: 0, chunks_total: CHUNKS, frames_done: 0, frames_total: FRAMES },
+    progress: { chunks_done: 0, chunks_total: Math.ceil(frames / m.chunk_frames), frames_done: 0, frames_total: frames },
     created_at: now, updated_at: now, metrics: { chunk_seconds: [] }, outputs: {}, cancel_requested: false,
   };
   await createJob(stack.store, job);
@@ -65,27 +68,23 @@ async function submit(stack: ReturnType<typeof localStack>): Promise<Job> {
   return job;
 }
 
-/** The job's stored latents (every chunk's whole chunk, after the starting frame's) and PNG frames, in order. */
+/** The job's stored latents (every chunk's whole chunk) and PNG frames, in order. */
 async function outputs(stack: ReturnType<typeof localStack>, job: Job): Promise<{ latents: Float32Array[]; pngs: Buffer[] }> {
   const m = model.manifest;
+  const l = m.chunk_frames;
   const per = m.latent.channels * m.latent.height * m.latent.width;
   const latents: Float32Array[] = [];
   const pngs: Buffer[] = [];
-  for (let k = 0; k < CHUNKS; k++) {
+  for (let k = 0; k < job.progress.chunks_total; k++) {
     const obj = await stack.store.get(latentsKey(job, k));
-    latents.push(decodeLatents(obj!.body, { job: job.id, chunk: k, frames: m.chunk_frames, floats: m.chunk_frames * per })!);
-    for (let i = 0; i < Math.min(m.chunk_frames, FRAMES - k * m.chunk_frames); i++) pngs.push((await stack.store.get(frameKey(job.tenant, job.id, k, i)))!.body);
+    latents.push(decodeLatents(obj!.body, { job: job.id, chunk: k, frames: l, floats: l * per })!);
+    for (let i = 0; i < Math.min(l, job.request.frames - k * l); i++) pngs.push((await stack.store.get(frameKey(job.tenant, job.id, k, i)))!.body);
   }
   return { latents, pngs };
 }
 
 function expectSameAsInMemory(got: { latents: Float32Array[]; pngs: Buffer[] }): void {
-  const m = model.manifest;
-  const per = m.latent.channels * m.latent.height * m.latent.width;
-  got.latents.forEach((z, k) => {
-    const from = (1 + k * m.chunk_frames) * per;
-    expect(z, `latents of chunk ${k}`).toEqual(expected.latents.subarray(from, from + m.chunk_frames * per));
-  });
+  got.latents.forEach((z, k) => expect(z, `latents of chunk ${k}`).toEqual(expectedLatents(k)));
   expect(got.pngs.length).toBe(FRAMES);
   got.pngs.forEach((png, f) => expect(png.equals(expected.pngs[f]), `frame ${f}`).toBe(true));
 }
@@ -178,3 +177,82 @@ describe('a latent model through the job pipeline', () => {
     after.forEach((body, i) => expect(body.equals(before[i]), objects[i]).toBe(true));
   }, 60_000);
 });
+
+describe('continuing a stored video with a latent model', () => {
+  const ctx = { tenant: 'tenant1', baseUrl: 'http://api.test' };
+  const apiDeps = (stack: ReturnType<typeof localStack>) => ({ store: stack.store, chunkQueue: stack.chunkQueue, manifest: model.manifest, config: testConfig() });
+  const l = () => model.manifest.chunk_frames;
+
+  /** A finished video of FRAMES frames (the in-memory loop's, checked) on a fresh stack. */
+  async function finishedVideo(): Promise<{ stack: ReturnType<typeof localStack>; parent: Job }> {
+    const stack = localStack(tempDir());
+    const parent = await submit(stack);
+    await drainQueue(stack, model);
+    expect((await readJob(stack.store, parent.tenant, parent.id))!.job.status).toBe('succeeded');
+    return { stack, parent };
+  }
+
+  it.each([
+    ['keeps its window', {}],
+    ['reads every window from the store', { windowMemoBytes: 0 }],
+  ])('a fork at a chunk boundary with the video\'s seed makes the video\'s own later chunks, bit for bit (the worker %s)', async (_, opts) => {
+    const { stack, parent } = await finishedVideo();
+    // Cut after chunk 1 (frame 4 of 9): chunks 2-4 of the video are chunks 0-2 of the fork, same noise, same window.
+    const { job } = await createVideo(apiDeps(stack), ctx, { body: { frames: FRAMES - 2 * l(), seed: SEED, from: { video: parent.id, frame: 2 * l() } } });
+    await drainQueue(stack, model, opts);
+    const fork = (await readJob(stack.store, ctx.tenant, job.id))!.job;
+    expect(fork.status).toBe('succeeded');
+    expect(fork.repairs ?? []).toEqual([]);
+    const got = await outputs(stack, fork);
+    got.latents.forEach((z, k) => expect(z, `latents of chunk ${k}`).toEqual(expectedLatents(k + 2)));
+    got.pngs.forEach((png, f) => expect(png.equals(expected.pngs[2 * l() + f]), `frame ${f}`).toBe(true));
+    expect(fork.outputs.full).toBeDefined(); // the whole video, the frames it continues included
+  }, 120_000);
+
+  it('extends a video from its end, a last chunk cut short: that chunk\'s segment is made once from its latents, and every run makes the same bytes', async () => {
+    const { stack, parent } = await finishedVideo();
+    const last = cacheSegmentKey(parent.tenant, parent.id, CHUNKS - 1);
+    expect(await stack.store.head(last)).toBeNull(); // nothing came after it
+    const extend = async () => {
+      const { job } = await extendVideo(apiDeps(stack), ctx, parent.id, { body: { frames: 3, seed: 3 } });
+      await drainQueue(stack, model, { windowMemoBytes: 0 });
+      const done = (await readJob(stack.store, ctx.tenant, job.id))!.job;
+      expect(done.status).toBe('succeeded');
+      expect(done.parent).toMatchObject({ id: parent.id, frames: FRAMES, start_frame: 1 + FRAMES, chunk_offset: CHUNKS });
+      return outputs(stack, done);
+    };
+    const first = await extend();
+    // The video's last chunk kept one of its two frames: its segment holds that frame.
+    const seg = (await stack.store.get(last))!.body;
+    expect(decodeSegmentHeader(seg).shape[0]).toBe(1);
+    expect((await readJob(stack.store, parent.tenant, parent.id))!.job.repairs ?? []).toEqual([]); // made, not repaired
+    // That frame's caches are the first frame's of the whole chunk (causal attention): a video one
+    // chunk longer, same seed, has the same chunks 0-4 and stored segment 4 itself, both frames.
+    const longer = await submit(stack, FRAMES + l());
+    await drainQueue(stack, model);
+    const m = model.manifest;
+    const frameShape = [(m.prefix_cache ? 2 : 1) * m.depth, 2, 1, m.tokens_per_frame, m.width] as const;
+    const cut = decodeSegment(seg, { modelSha: m.onnx_sha256, job: parent.id, chunk: CHUNKS - 1, frameShape }).data;
+    const whole = decodeSegment((await stack.store.get(cacheSegmentKey(longer.tenant, longer.id, CHUNKS - 1)))!.body,
+      { modelSha: m.onnx_sha256, job: longer.id, chunk: CHUNKS - 1, frameShape }).data;
+    const scale = whole.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    const diff = cut.reduce((a, v, i) => Math.max(a, Math.abs(v - whole[i])), 0);
+    expect(cut.length).toBe(whole.length / 2);
+    expect(diff).toBeLessThan(1e-3 * scale);
+    // Made again after the segment is lost: the same segment, the same extension.
+    await stack.store.delete(last);
+    const second = await extend();
+    expect((await stack.store.get(last))!.body.equals(seg)).toBe(true);
+    second.pngs.forEach((png, f) => expect(png.equals(first.pngs[f]), `frame ${f}`).toBe(true));
+    second.latents.forEach((z, k) => expect(z).toEqual(first.latents[k]));
+    expect(first.pngs.length).toBe(3);
+  }, 120_000);
+});
+
+/** The in-memory loop's latents of chunk k. */
+function expectedLatents(k: number): Float32Array {
+  const m = model.manifest;
+  const per = m.latent.channels * m.latent.height * m.latent.width;
+  const from = (1 + k * m.chunk_frames) * per;
+  return expected.latents.subarray(from, from + m.chunk_frames * per);
+}
