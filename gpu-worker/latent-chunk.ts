@@ -26,7 +26,7 @@
 import * as os from 'node:os';
 import type { AssembledWindow } from '../shared/cache/assemble.js';
 import { CacheError, ModelHashMismatchError } from '../shared/cache/errors.js';
-import { decodeSegment, PREFIX_CHUNK, type SegmentHeader } from '../shared/cache/segment.js';
+import { decodeSegmentBits, PREFIX_CHUNK, type KvData, type SegmentHeader } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, frameKey, inputFrameKey, jobPrefix, streamSegmentKey } from '../shared/keys.js';
 import { encodeTsSegment, TS_SEGMENT_TYPE } from '../shared/media/hls.js';
 import { framesToPngs } from '../shared/media/png.js';
@@ -57,12 +57,12 @@ type CacheDeps = Pick<LatentDeps, 'store' | 'model' | 'windowMemo'>;
 const ROWS = 1;
 
 /**
- * The caches a chunk attends to, frames-first as segments store them (floats): `cache` holds the
- * temporal K/V of the window's `frames` frames (oldest first), then the spatial K/V of the last
- * written chunk's `written` frames. One buffer, so the window memo counts all of it.
+ * The caches a chunk attends to, frames-first as segments store them, in the manifest's kv_dtype
+ * (fp16 bits, or floats): `cache` holds the temporal K/V of the window's `frames` frames (oldest
+ * first), then the spatial K/V of the last written chunk's `written` frames. One buffer, so the
+ * window memo counts all of it; widened to floats only for the step graph's inputs.
  */
 export interface LatentWindow extends AssembledWindow {
-  cache: Float32Array;
   written: number;
 }
 
@@ -141,7 +141,7 @@ export function latentWindowBudget(m: ManifestV2, memory = os.totalmem()): numbe
 
 /** Bytes of the largest window the worker keeps: P_max frames of temporal K/V and the spatial K/V of a chunk or of up to P_max starting frames, floats. */
 export function latentWindowBytes(m: ManifestV2): number {
-  return (m.p_max + Math.max(m.p_max, m.chunk_frames)) * kvFrameFloats(m) * 4;
+  return (m.p_max + Math.max(m.p_max, m.chunk_frames)) * kvFrameFloats(m) * (m.kv_dtype === 'float16' ? 2 : 4);
 }
 
 // ---- the starting frames ----
@@ -150,9 +150,9 @@ export function latentWindowBytes(m: ManifestV2): number {
 async function writeStart(deps: CacheDeps, job: Job, plan: JobPlan, sched: IddpmSchedule): Promise<void> {
   if (await deps.store.head(segmentKey(job, PREFIX_CHUNK))) return;
   const { latents } = await startingLatents(deps, job, plan);
-  const kv = await cacheWritePass(deps.model, job, sched, latents, PREFIX_CHUNK, 0, emptyLatentWindow());
+  const kv = await cacheWritePass(deps.model, job, sched, latents, PREFIX_CHUNK, 0, emptyLatentWindow(deps.model.manifest));
   await writeLatentSegment(deps, job, PREFIX_CHUNK, 0, kv);
-  if (keepsWindow(deps, job)) deps.windowMemo!.put(jobKey(job), advance(deps.model.manifest, emptyLatentWindow(), kv, 0, plan.initFrames));
+  if (keepsWindow(deps, job)) deps.windowMemo!.put(jobKey(job), advance(deps.model.manifest, emptyLatentWindow(deps.model.manifest), kv, 0, plan.initFrames));
 }
 
 /** The starting frames' latents: stored ones, else the starting frames encoded now (and stored). */
@@ -173,7 +173,7 @@ async function startingLatents(deps: CacheDeps, job: Job, plan: JobPlan): Promis
 // ---- the caches ----
 
 /** Both caches of `n` frames, frames-first: per frame, its temporal K/V then its spatial K/V. */
-type FrameKv = Float32Array; // [n, caches * depth, 2, rows, tokens, width]
+type FrameKv = KvData; // [n, caches * depth, 2, rows, tokens, width], in the manifest's kv_dtype
 
 /** How many caches a segment frame holds: 2 with a spatial prefix cache, else 1. */
 const cacheCount = (m: ManifestV2) => (m.prefix_cache ? 2 : 1);
@@ -190,19 +190,22 @@ async function cacheWritePass(
 ): Promise<FrameKv> {
   const m = model.manifest;
   const n = z.length / latentFloats(m);
-  const { kv, kvPrefix } = await model.run({
+  const { kv, kvPrefix } = await model.writeKv({
     x: contextLatents(m, sched, z, job.request.seed, noiseChunk), t: new Float32Array(ROWS * n).fill(m.context_embed_t), clean: new Float32Array(ROWS * n).fill(1),
     pos: firstFrame, ...stepCaches(m, window), rows: ROWS, frames: n,
-  }, 'kv');
-  if (!m.prefix_cache) return kv!;
+  });
+  if (!m.prefix_cache) return kv;
   const f = kvFrameFloats(m);
-  const out = new Float32Array(2 * n * f);
+  const out = sameKind(kv, 2 * n * f);
   for (let i = 0; i < n; i++) {
-    out.set(kv!.subarray(i * f, (i + 1) * f), 2 * i * f);
+    out.set(kv.subarray(i * f, (i + 1) * f), 2 * i * f);
     out.set(kvPrefix!.subarray(i * f, (i + 1) * f), (2 * i + 1) * f);
   }
   return out;
 }
+
+/** A zeroed array of `n` values of the same kind as `like` (fp16 bits or floats). */
+const sameKind = (like: KvData, n: number): KvData => (like instanceof Uint16Array ? new Uint16Array(n) : new Float32Array(n));
 
 /** The step graph's cache inputs for `window`: the temporal cache and the prefix frames the official rule picks. */
 function stepCaches(m: ManifestV2, window: LatentWindow): { cache: Float32Array; cacheFrames: number; prefix?: Float32Array } {
@@ -216,7 +219,7 @@ function stepCaches(m: ManifestV2, window: LatentWindow): { cache: Float32Array;
   return { cache: attentionLayout(m, temporal, ROWS), cacheFrames: window.frames, prefix };
 }
 
-const emptyLatentWindow = (): LatentWindow => ({ cache: new Float32Array(0), frames: 0, firstFrame: 0, written: 0 });
+const emptyLatentWindow = (m: ManifestV2): LatentWindow => ({ cache: m.kv_dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0), frames: 0, firstFrame: 0, written: 0 });
 
 /** `window` once the `n` frames from `firstFrame` with caches `kv` are written: the newest P_max temporal frames, their spatial K/V. */
 function advance(m: ManifestV2, window: LatentWindow, kv: FrameKv, firstFrame: number, n: number): LatentWindow {
@@ -226,7 +229,8 @@ function advance(m: ManifestV2, window: LatentWindow, kv: FrameKv, firstFrame: n
   const keep = Math.min(window.frames, m.p_max - Math.min(n, m.p_max)); // old frames still in the window
   const fresh = Math.min(n, m.p_max);
   const written = m.prefix_cache ? n : 0;
-  const cache = new Float32Array((keep + fresh + written) * f);
+  if ((kv instanceof Uint16Array) !== (window.cache instanceof Uint16Array)) throw new TypeError('the K/V and the window differ in dtype');
+  const cache = sameKind(kv, (keep + fresh + written) * f);
   cache.set(window.cache.subarray((window.frames - keep) * f, window.frames * f), 0);
   for (let i = 0; i < fresh; i++) {
     const src = (n - fresh + i) * c * f;
@@ -286,7 +290,7 @@ async function windowSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFrame
  */
 async function readLatentWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LatentWindow> {
   const m = deps.model.manifest;
-  let window = emptyLatentWindow();
+  let window = emptyLatentWindow(m);
   for (const seg of await windowSegments(deps, job, plan, endFrame)) {
     const kv = await readOrRebuild(deps, seg);
     // Frames before the window never reach it: start it where this segment starts, then trim.
@@ -302,8 +306,8 @@ interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag
 /** Segment `seg`'s caches: read and checked (twice before it counts as damaged), else rebuilt from its latents and stored. */
 async function readOrRebuild(deps: CacheDeps, seg: LatentSegment): Promise<FrameKv> {
   let got = await readLatentSegment(deps, seg);
-  if (!(got instanceof Float32Array) && got.code === 'cache_corrupt') got = await readLatentSegment(deps, seg);
-  if (got instanceof Float32Array) return got;
+  if ('code' in got && got.code === 'cache_corrupt') got = await readLatentSegment(deps, seg);
+  if (!('code' in got)) return got;
   return rebuild(deps, seg, got);
 }
 
@@ -314,9 +318,9 @@ async function readLatentSegment(deps: CacheDeps, seg: LatentSegment): Promise<F
   const obj = await deps.store.get(key);
   if (!obj) return { code: 'cache_missing', reason: 'missing' };
   let meta: SegmentHeader;
-  let data: Float32Array;
+  let data: KvData;
   try {
-    ({ meta, data } = decodeSegment(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: segmentFrameShape(m) }));
+    ({ meta, data } = decodeSegmentBits(obj.body, { modelSha: m.onnx_sha256, job: job.id, chunk: seg.chunk, frameShape: segmentFrameShape(m) }));
   } catch (err) {
     if (err instanceof ModelHashMismatchError) {
       throw new ChunkFailure('model_mismatch', `cache segment ${key} was made by another model (${err.actual}); this worker serves ${err.expected}`, err);
@@ -324,6 +328,7 @@ async function readLatentSegment(deps: CacheDeps, seg: LatentSegment): Promise<F
     if (err instanceof CacheError) return { code: 'cache_corrupt', reason: err.message, etag: obj.etag };
     throw err;
   }
+  if (meta.dtype !== m.kv_dtype) return { code: 'cache_corrupt', reason: `stored as ${meta.dtype}, not ${m.kv_dtype}`, etag: obj.etag };
   if (meta.shape[0] !== seg.frames || meta.firstFrame !== seg.firstFrame) {
     return { code: 'cache_corrupt', reason: `holds ${meta.shape[0]} frames from frame ${meta.firstFrame}, not ${seg.frames} from ${seg.firstFrame}`, etag: obj.etag };
   }
@@ -351,7 +356,7 @@ async function rebuild(deps: CacheDeps, seg: LatentSegment, damage: Damage): Pro
   const firstUse = seg.chunk === plan.chunksTotal - 1 && damage.reason === 'missing';
   if (firstUse) log.info('cache segment of a last chunk made for a continuation', { job: job.id, chunk: seg.chunk });
   else log.warn(`cache segment damaged; rebuilding it from ${source.from === 'input' ? 'the starting frames' : 'its latents'}`, { job: job.id, chunk: seg.chunk, reason: damage.reason });
-  const window = seg.chunk === PREFIX_CHUNK ? emptyLatentWindow() : await readLatentWindow(deps, job, plan, seg.firstFrame);
+  const window = seg.chunk === PREFIX_CHUNK ? emptyLatentWindow(deps.model.manifest) : await readLatentWindow(deps, job, plan, seg.firstFrame);
   const noiseChunk = seg.chunk === PREFIX_CHUNK ? PREFIX_CHUNK : plan.chunkOffset + seg.chunk;
   const kv = await cacheWritePass(deps.model, job, scheduleOf(deps.model.manifest, job), source.latents, noiseChunk, seg.firstFrame, window);
   await writeLatentSegment(deps, job, seg.chunk, seg.firstFrame, kv, { replace: damage.etag });

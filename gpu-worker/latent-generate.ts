@@ -10,6 +10,8 @@
  * 2 + i the noise of respaced step i. `recompute` rebuilds both caches from the stored latents at
  * every step instead (the baseline; equal while no frame has left the window).
  */
+import { f16ToF32 } from '../shared/cache/f16.js';
+import type { KvData } from '../shared/cache/segment.js';
 import type { ManifestV2 } from '../shared/model/manifest-v2.js';
 import { iddpmSchedule, iddpmStep, type IddpmSchedule } from '../shared/sampler/iddpm.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
@@ -34,14 +36,22 @@ export function prefixFrameIndices(written: number, prefixFrames: number): numbe
   return Array.from({ length: prefixFrames }, (_, i) => Math.floor(i / rep));
 }
 
-/** Per-frame K/V [depth, 2, rows, N, width] of `frames` frames -> [depth, 2, rows, N, heads, frames, head_dim]. */
-export function attentionLayout(m: ManifestV2, perFrame: readonly Float32Array[], rows: number): Float32Array {
+/**
+ * Per-frame K/V [depth, 2, rows, N, width] of `frames` frames -> [depth, 2, rows, N, heads, frames,
+ * head_dim], as floats (fp16 bits widened exactly).
+ */
+export function attentionLayout(m: ManifestV2, perFrame: readonly KvData[], rows: number): Float32Array {
   const P = perFrame.length;
   const { depth, tokens_per_frame: N, heads: H, head_dim: hd } = m;
   const out = new Float32Array(depth * 2 * rows * N * H * P * hd);
   const runs = depth * 2 * rows * N * H;     // head_dim runs per frame, in the same order in both layouts
   perFrame.forEach((kv, p) => {
-    for (let r = 0; r < runs; r++) out.set(kv.subarray(r * hd, (r + 1) * hd), (r * P + p) * hd);
+    for (let r = 0; r < runs; r++) {
+      const src = kv.subarray(r * hd, (r + 1) * hd);
+      const at = (r * P + p) * hd;
+      if (src instanceof Uint16Array) f16ToF32(src, out.subarray(at, at + hd));
+      else out.set(src, at);
+    }
   });
   return out;
 }

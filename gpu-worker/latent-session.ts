@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { f16ToF32 } from '../shared/cache/f16.js';
+import type { KvData } from '../shared/cache/segment.js';
 import { loadManifestV2, type ManifestV2 } from '../shared/model/manifest-v2.js';
 import { openOnProvider, type ProviderName } from './model-session.js';
 
@@ -67,6 +68,32 @@ export class LatentModelSession {
   }
 
   async run(input: LatentStepInput, fetch: 'prediction' | 'kv'): Promise<Partial<LatentStepOutput>> {
+    const io = this.manifest.io;
+    const names = fetch === 'prediction' ? [io.outputs.prediction] : [io.outputs.kv, ...(io.outputs.kv_prefix ? [io.outputs.kv_prefix] : [])];
+    const out = await this.step.run(this.feeds(input), names);
+    const widen = (t?: ort.Tensor) => (t === undefined ? undefined : t.type === 'float16' ? f16ToF32(t.data as Uint16Array) : (t.data as Float32Array));
+    return {
+      prediction: out[io.outputs.prediction]?.data as Float32Array | undefined,
+      kv: widen(out[io.outputs.kv]),
+      kvPrefix: io.outputs.kv_prefix ? widen(out[io.outputs.kv_prefix]) : undefined,
+    };
+  }
+
+  /**
+   * The cache-write call: the frames' K/V (and spatial K/V) as the graph emits them, fp16 bits when
+   * the manifest's kv_dtype is float16: half the memory of floats, the same values.
+   */
+  async writeKv(input: LatentStepInput): Promise<{ kv: KvData; kvPrefix?: KvData }> {
+    const io = this.manifest.io;
+    const out = await this.step.run(this.feeds(input), [io.outputs.kv, ...(io.outputs.kv_prefix ? [io.outputs.kv_prefix] : [])]);
+    const bits = (t: ort.Tensor) => {
+      if ((t.type === 'float16') !== (this.manifest.kv_dtype === 'float16')) throw new TypeError(`the graph emits ${t.type} K/V; the manifest says ${this.manifest.kv_dtype}`);
+      return t.data as KvData;
+    };
+    return { kv: bits(out[io.outputs.kv]), ...(io.outputs.kv_prefix ? { kvPrefix: bits(out[io.outputs.kv_prefix]) } : {}) };
+  }
+
+  private feeds(input: LatentStepInput): Record<string, ort.Tensor> {
     const m = this.manifest;
     const io = m.io;
     const { rows, frames: F, cacheFrames: P } = input;
@@ -92,14 +119,7 @@ export class LatentModelSession {
       const y = input.y ?? repeatRows(this.nullEmbedding!, rows);
       feeds[io.inputs.y] = new ort.Tensor('float32', y, [rows, tokens, channels]);
     }
-    const names = fetch === 'prediction' ? [io.outputs.prediction] : [io.outputs.kv, ...(io.outputs.kv_prefix ? [io.outputs.kv_prefix] : [])];
-    const out = await this.step.run(feeds, names);
-    const widen = (t?: ort.Tensor) => (t === undefined ? undefined : t.type === 'float16' ? f16ToF32(t.data as Uint16Array) : (t.data as Float32Array));
-    return {
-      prediction: out[io.outputs.prediction]?.data as Float32Array | undefined,
-      kv: widen(out[io.outputs.kv]),
-      kvPrefix: io.outputs.kv_prefix ? widen(out[io.outputs.kv_prefix]) : undefined,
-    };
+    return feeds;
   }
 
   async release(): Promise<void> {

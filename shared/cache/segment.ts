@@ -269,6 +269,12 @@ export function decodeSegmentHeader(buf: Uint8Array): SegmentHeader {
 
 /** Parses, verifies (header, identity, payload) and widens a segment to float32. */
 export function decodeSegment(buf: Uint8Array, expected: SegmentExpectation): DecodedSegment {
+  const { meta, data } = decodeSegmentBits(buf, expected);
+  return { meta, data: data instanceof Uint16Array ? f16ToF32(data) : data };
+}
+
+/** As decodeSegment, but a float16 payload comes back as its fp16 bits (half the memory, the same values). */
+export function decodeSegmentBits(buf: Uint8Array, expected: SegmentExpectation): { meta: SegmentHeader; data: KvData } {
   const meta = decodeSegmentHeader(buf);
   checkSegmentIdentity(meta, expected);
   const end = meta.headerBytes + meta.payloadBytes;
@@ -284,7 +290,7 @@ export function decodeSegment(buf: Uint8Array, expected: SegmentExpectation): De
   }
   const data =
     meta.dtype === 'float16'
-      ? f16ToF32(new Uint16Array(payload.buffer, 0, meta.payloadBytes / 2))
+      ? new Uint16Array(payload.buffer, 0, meta.payloadBytes / 2)
       : new Float32Array(payload.buffer, 0, meta.payloadBytes / 4);
   return { meta, data };
 }

@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateLatentVideo } from '../../gpu-worker/latent-generate.js';
-import { decodeLatents, latentsKey } from '../../gpu-worker/latent-chunk.js';
+import { decodeLatents, latentsKey, latentWindowBytes } from '../../gpu-worker/latent-chunk.js';
 import { LatentModelSession } from '../../gpu-worker/latent-session.js';
 import { runChunkStep } from '../../gpu-worker/chunk-step.js';
 import { ChunkWorker } from '../../gpu-worker/worker.js';
@@ -104,6 +104,23 @@ describe('a latent model through the job pipeline', () => {
     expect(done.status).toBe('succeeded');
     expect(done.repairs ?? []).toEqual([]);
     expectSameAsInMemory(await outputs(cold, coldJob));
+  }, 120_000);
+
+  it('keeps its window as the graph\'s fp16 bits: a memo of one window\'s fp16 bytes holds it, and no segment is read back', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const reads: string[] = [];
+    const store = Object.create(stack.store) as typeof stack.store;
+    const get = stack.store.get.bind(stack.store);
+    store.get = (key, ...rest) => { if (key.includes('/cache/')) reads.push(key); return get(key, ...rest); };
+    // The largest window fits this budget only at 2 bytes a value (as floats it is dropped, and every chunk reads its window).
+    await drainQueue({ ...stack, store }, model, { windowMemoBytes: latentWindowBytes(model.manifest) });
+    expect(model.manifest.kv_dtype).toBe('float16');
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('succeeded');
+    // Only the end-of-job check reads the segments, once each: the prefix and chunks 0-3.
+    expect(reads.length).toBe(CHUNKS);
+    expectSameAsInMemory(await outputs(stack, job));
   }, 120_000);
 
   it('rebuilds a deleted or damaged segment from the stored latents: the same bytes, the same video', async () => {
