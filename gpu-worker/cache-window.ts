@@ -45,7 +45,7 @@ export interface CacheDeps {
 }
 
 /** Whether segments of `bytes` are stored in the background (see CacheDeps.deferSegmentBytes). */
-export const defersSegment = (deps: CacheDeps, bytes: number) => deps.segmentWrites !== undefined && bytes >= (deps.deferSegmentBytes ?? Infinity);
+export const defersSegment = (deps: Pick<CacheDeps, 'segmentWrites' | 'deferSegmentBytes'>, bytes: number) => deps.segmentWrites !== undefined && bytes >= (deps.deferSegmentBytes ?? Infinity);
 
 
 /**
@@ -301,7 +301,7 @@ export async function verifySegments(deps: CacheDeps, job: Job, plan: JobPlan): 
 }
 
 /** Polls for `key` for up to `ms`; true once it exists. */
-async function appears(store: ObjectStore, key: string, ms: number): Promise<boolean> {
+export async function appears(store: ObjectStore, key: string, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));

@@ -36,7 +36,7 @@ import { gaussianNoise } from '../shared/sampler/noise.js';
 import type { Job } from '../shared/schemas/job.js';
 import { readJob } from '../shared/jobs/job-store.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
-import { putSegment, segmentKey } from './cache-window.js';
+import { appears, defersSegment, putSegment, segmentKey } from './cache-window.js';
 import type { ChunkDeps, PhaseTimer } from './chunk-step.js';
 import { assertEarlierFramesKept, decodeStoredPngs, f16Precision, recordRepair, writeCleanCopy } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
@@ -51,7 +51,7 @@ export interface LatentDeps extends Omit<ChunkDeps, 'model'> {
 }
 
 /** What reading, rebuilding and verifying the caches need. */
-type CacheDeps = Pick<LatentDeps, 'store' | 'model' | 'windowMemo'>;
+type CacheDeps = Pick<LatentDeps, 'store' | 'model' | 'windowMemo' | 'segmentWrites' | 'deferSegmentBytes' | 'segmentWaitMs'>;
 
 /** Batch rows of every call: a format-2 model has no guidance, so one. */
 const ROWS = 1;
@@ -103,13 +103,18 @@ export async function computeLatentChunk(deps: LatentDeps, job: Job, plan: JobPl
   phases.mark('denoise');
 
   // 4. The latents, losslessly, before anything made from them (a rebuild reads them); then the
-  //    cache write (both caches) into segment k, and the window moves on for chunk k+1 here.
+  //    cache write (both caches) into segment k, and the window moves on for chunk k+1 here. A
+  //    large segment is stored in the background while the job advances and the next chunk runs
+  //    (a crash before it lands leaves it missing; its next reader rebuilds it from the latents).
   // 5. Meanwhile the kept frames are decoded to RGB: PNG frames, the clean copy, the HLS segment.
   await writeLatents(store, job, k, latents, l);
   const segment = k + 1 < plan.chunksTotal
     ? cacheWritePass(model, job, sched, latents, noiseChunk, firstFrame, window).then(async (kv) => {
       if (keepsWindow(deps, job)) deps.windowMemo!.put(jobKey(job), advance(m, window, kv, firstFrame, l));
-      await writeLatentSegment(deps, job, k, firstFrame, kv);
+      if (!defersSegment(deps, kv.byteLength)) return writeLatentSegment(deps, job, k, firstFrame, kv);
+      // At most one segment waiting to be stored; nothing else holds the K/V now (the window took a copy).
+      await deps.segmentWrites!.drain();
+      deps.segmentWrites!.start(segmentKey(job, k), () => writeLatentSegment(deps, job, k, firstFrame, kv, { handOver: true }), { job: job.id, chunk: k });
     })
     : Promise.resolve();
   const keep = framesOfChunk(plan, k);
@@ -131,7 +136,8 @@ export async function computeLatentChunk(deps: LatentDeps, job: Job, plan: JobPl
  * finishes: a worker that kept its window in memory never read them back).
  */
 export async function verifyLatentSegments(deps: CacheDeps, job: Job, plan: JobPlan): Promise<void> {
-  for (const seg of ownSegments(job, plan, plan.chunksTotal - 1, Infinity)) await readOrRebuild(deps, seg);
+  const segments = ownSegments(job, plan, plan.chunksTotal - 1, Infinity);
+  for (const [i, seg] of segments.entries()) await readOrRebuild(deps, seg, i === segments.length - 1);
 }
 
 /** The window memo's default budget for a latent model: a quarter of the machine's memory, less two windows being built. */
@@ -291,8 +297,9 @@ async function windowSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFrame
 async function readLatentWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LatentWindow> {
   const m = deps.model.manifest;
   let window = emptyLatentWindow(m);
-  for (const seg of await windowSegments(deps, job, plan, endFrame)) {
-    const kv = await readOrRebuild(deps, seg);
+  const segments = await windowSegments(deps, job, plan, endFrame);
+  for (const [i, seg] of segments.entries()) {
+    const kv = await readOrRebuild(deps, seg, i === segments.length - 1);
     // Frames before the window never reach it: start it where this segment starts, then trim.
     if (window.frames === 0) window = { ...window, firstFrame: seg.firstFrame };
     window = advance(m, window, kv, seg.firstFrame, seg.frames);
@@ -303,10 +310,21 @@ async function readLatentWindow(deps: CacheDeps, job: Job, plan: JobPlan, endFra
 
 interface Damage { code: 'cache_missing' | 'cache_corrupt'; reason: string; etag?: string }
 
-/** Segment `seg`'s caches: read and checked (twice before it counts as damaged), else rebuilt from its latents and stored. */
-async function readOrRebuild(deps: CacheDeps, seg: LatentSegment): Promise<FrameKv> {
+/**
+ * Segment `seg`'s caches: read and checked (twice before it counts as damaged), else rebuilt from
+ * its latents and stored. One this worker is still storing is waited for; the `newest` one of a
+ * window, when such segments are stored in the background, is waited for a while (segmentWaitMs)
+ * in case another worker is still storing it.
+ */
+async function readOrRebuild(deps: CacheDeps, seg: LatentSegment, newest = false): Promise<FrameKv> {
+  const key = segmentKey(seg.owner, seg.chunk);
+  await deps.segmentWrites?.settle(key);
   let got = await readLatentSegment(deps, seg);
   if ('code' in got && got.code === 'cache_corrupt') got = await readLatentSegment(deps, seg);
+  if ('code' in got && got.code === 'cache_missing' && newest && defersSegment(deps, segmentBytes(deps.model.manifest, seg.frames))
+    && await appears(deps.store, key, deps.segmentWaitMs ?? 10_000)) {
+    got = await readLatentSegment(deps, seg);
+  }
   if (!('code' in got)) return got;
   return rebuild(deps, seg, got);
 }
@@ -367,8 +385,11 @@ async function rebuild(deps: CacheDeps, seg: LatentSegment, damage: Damage): Pro
 /** One frame of a segment: [caches * depth, 2, rows, tokens, width]. */
 const segmentFrameShape = (m: ManifestV2) => [cacheCount(m) * m.depth, 2, ROWS, m.tokens_per_frame, m.width] as const;
 
+/** Bytes of `frames` frames of a segment's K/V, in the manifest's kv_dtype. */
+const segmentBytes = (m: ManifestV2, frames: number) => frames * cacheCount(m) * kvFrameFloats(m) * (m.kv_dtype === 'float16' ? 2 : 4);
+
 /** Stores segment `chunk` once (write-once; a damaged one is replaced only while it is still the damaged one). */
-async function writeLatentSegment(deps: CacheDeps, job: Job, chunk: number, firstFrame: number, kv: FrameKv, options: { replace?: string } = {}): Promise<void> {
+async function writeLatentSegment(deps: CacheDeps, job: Job, chunk: number, firstFrame: number, kv: FrameKv, options: { replace?: string; handOver?: boolean } = {}): Promise<void> {
   const m = deps.model.manifest;
   await putSegment(deps.store, { modelSha: m.onnx_sha256, kvDtype: m.kv_dtype, frameShape: segmentFrameShape(m) }, job, chunk, firstFrame, kv, options);
 }

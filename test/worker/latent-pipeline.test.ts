@@ -5,12 +5,14 @@
  * from the store, and a lost or damaged segment is rebuilt from the stored latents, the same bytes.
  */
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { generateLatentVideo } from '../../gpu-worker/latent-generate.js';
 import { decodeLatents, latentsKey, latentWindowBytes } from '../../gpu-worker/latent-chunk.js';
 import { LatentModelSession } from '../../gpu-worker/latent-session.js';
 import { runChunkStep } from '../../gpu-worker/chunk-step.js';
 import { ChunkWorker } from '../../gpu-worker/worker.js';
+import { log } from '../../gpu-worker/log.js';
+import { SegmentWrites } from '../../gpu-worker/segment-io.js';
 import { createJob, readJob, updateJob } from '../../shared/jobs/job-store.js';
 import { cacheSegmentKey, frameKey, inputFrameKey } from '../../shared/keys.js';
 import { framesToPngs, pngToFrame } from '../../shared/media/png.js';
@@ -120,6 +122,81 @@ describe('a latent model through the job pipeline', () => {
     expect(done.status).toBe('succeeded');
     // Only the end-of-job check reads the segments, once each: the prefix and chunks 0-3.
     expect(reads.length).toBe(CHUNKS);
+    expectSameAsInMemory(await outputs(stack, job));
+  }, 120_000);
+
+  /** The stack's store with each cache segment's put held `ms` first, and the one under `lose.key` failing. */
+  function slowSegments(stack: ReturnType<typeof localStack>, ms: number, lose: { key: string }) {
+    const store = Object.create(stack.store) as typeof stack.store;
+    const put = stack.store.put.bind(stack.store);
+    const head = stack.store.head.bind(stack.store);
+    const heads: string[] = [];
+    store.put = async (key, body, opts) => {
+      if (key === lose.key) throw new Error('worker died');
+      if (key.includes('/cache/')) await new Promise((r) => setTimeout(r, ms));
+      return put(key, body, opts);
+    };
+    store.head = (key) => { heads.push(key); return head(key); };
+    return { store, heads };
+  }
+
+  it.each([
+    ['keeps its window', {}],
+    ['reads every window from the store', { windowMemoBytes: 0 }],
+  ])('stores every segment in the background and still makes the in-memory loop\'s video (the worker %s, waiting for its own writes)', async (_, opts) => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    // Slow segment writes, and no wait for another worker's: a read that did not wait for this
+    // worker's own write would rebuild the segment, and say so.
+    const { store } = slowSegments(stack, 300, { key: '' });
+    await drainQueue({ ...stack, store }, model, { ...opts, deferSegmentBytes: 0, segmentWaitMs: 0 });
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(done.repairs ?? []).toEqual([]);
+    expectSameAsInMemory(await outputs(stack, job));
+  }, 120_000);
+
+  it('advances the job before a background segment is stored; another worker waits for it, or rebuilds it from its latents once the wait is over', async () => {
+    const stack = localStack(tempDir());
+    const job = await submit(stack);
+    const seg = (k: number) => cacheSegmentKey(job.tenant, job.id, k);
+    const lose = { key: '' };
+    const { store, heads } = slowSegments(stack, 700, lose);
+    /** Chunk k on a worker of its own (its own background writes), waiting up to `waitMs` for another's. */
+    const step = async (k: number, writes: SegmentWrites, waitMs: number) =>
+      runChunkStep({ ...stack, store, model, segmentWrites: writes, deferSegmentBytes: 0, segmentWaitMs: waitMs }, { job: job.id, tenant: job.tenant, chunk: k });
+    const first = new SegmentWrites();
+    expect(await step(0, first, 0)).toBe('computed');
+    // Recorded, and chunk 1's task sent, while segment 0 is still on its way.
+    expect((await readJob(stack.store, job.tenant, job.id))!.job.progress.chunks_done).toBe(1);
+    expect(first.size).toBe(1);
+    expect(await stack.store.head(seg(0))).toBeNull();
+    await first.drain();
+    expect(await stack.store.head(seg(0))).not.toBeNull();
+    // Chunk 1's segment is still being stored when another worker takes chunk 2: it waits for it.
+    // That worker then dies storing chunk 2's segment.
+    expect(await step(1, first, 0)).toBe('computed');
+    const second = new SegmentWrites();
+    lose.key = seg(2);
+    expect(await step(2, second, 5000)).toBe('computed');
+    expect(heads.filter((k) => k === seg(1)).length).toBeGreaterThan(0);
+    await Promise.all([first.drain(), second.drain()]);
+    lose.key = '';
+    // Chunk 3's worker waits for segment 2, in vain, then rebuilds it.
+    const warn = vi.spyOn(log, 'warn');
+    const third = new SegmentWrites();
+    try {
+      expect(await step(3, third, 400)).toBe('computed');
+      expect(heads.filter((k) => k === seg(2)).length).toBeGreaterThan(0);
+      expect(warn).toHaveBeenCalledWith(expect.stringContaining('rebuilding it from its latents'), expect.objectContaining({ chunk: 2, reason: 'missing' }));
+    } finally {
+      warn.mockRestore();
+    }
+    await third.drain();
+    expect(await step(4, new SegmentWrites(), 0)).toBe('finalized');
+    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(done.repairs?.map((r) => [r.object, r.from])).toEqual([['cache/000002.kv', 'latents']]);
     expectSameAsInMemory(await outputs(stack, job));
   }, 120_000);
 
