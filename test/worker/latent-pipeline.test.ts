@@ -303,6 +303,21 @@ describe('continuing a stored video with a latent model', () => {
     expect(fork.outputs.full).toBeDefined(); // the whole video, the frames it continues included
   }, 120_000);
 
+  it('a fork of a fork, each at a chunk boundary with the first video\'s seed, still makes that video\'s later chunks (two hops up the lineage)', async () => {
+    const { stack, parent } = await finishedVideo();
+    const { job: first } = await createVideo(apiDeps(stack), ctx, { body: { frames: FRAMES - l(), seed: SEED, from: { video: parent.id, frame: l() } } });
+    await drainQueue(stack, model, { windowMemoBytes: 0 });
+    // The second cuts the first after its chunk 0: its window reaches back into the first video.
+    const { job: second } = await createVideo(apiDeps(stack), ctx, { body: { frames: FRAMES - 2 * l(), seed: SEED, from: { video: first.id, frame: l() } } });
+    await drainQueue(stack, model, { windowMemoBytes: 0 });
+    const done = (await readJob(stack.store, ctx.tenant, second.id))!.job;
+    expect(done.status).toBe('succeeded');
+    expect(done.parent).toMatchObject({ id: first.id, start_frame: 1 + 2 * l(), chunk_offset: 2 });
+    const got = await outputs(stack, done);
+    got.latents.forEach((z, k) => expect(z, `latents of chunk ${k}`).toEqual(expectedLatents(k + 2)));
+    got.pngs.forEach((png, f) => expect(png.equals(expected.pngs[2 * l() + f]), `frame ${f}`).toBe(true));
+  }, 120_000);
+
   it('extends a video from its end, a last chunk cut short: that chunk\'s segment is made once from its latents, and every run makes the same bytes', async () => {
     const { stack, parent } = await finishedVideo();
     const last = cacheSegmentKey(parent.tenant, parent.id, CHUNKS - 1);
