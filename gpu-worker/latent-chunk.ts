@@ -145,7 +145,7 @@ export function latentWindowBudget(m: ManifestV2, memory = os.totalmem()): numbe
   return Math.max(0, Math.floor(memory / 4 - 2 * latentWindowBytes(m)));
 }
 
-/** Bytes of the largest window the worker keeps: P_max frames of temporal K/V and the spatial K/V of a chunk or of up to P_max starting frames, floats. */
+/** Bytes of the largest window the worker keeps: P_max frames of temporal K/V and the spatial K/V of a chunk or of up to P_max starting frames, in the manifest's kv_dtype. */
 export function latentWindowBytes(m: ManifestV2): number {
   return (m.p_max + Math.max(m.p_max, m.chunk_frames)) * kvFrameFloats(m) * (m.kv_dtype === 'float16' ? 2 : 4);
 }
