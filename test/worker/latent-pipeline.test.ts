@@ -91,6 +91,14 @@ function expectSameAsInMemory(got: { latents: Float32Array[]; pngs: Buffer[] }):
   got.pngs.forEach((png, f) => expect(png.equals(expected.pngs[f]), `frame ${f}`).toBe(true));
 }
 
+/** The job ended `succeeded`, repaired nothing, and made the in-memory loop's latents and frames. */
+async function expectCleanRun(stack: ReturnType<typeof localStack>, job: Job): Promise<void> {
+  const done = (await readJob(stack.store, job.tenant, job.id))!.job;
+  expect(done.status).toBe('succeeded');
+  expect(done.repairs ?? []).toEqual([]);
+  expectSameAsInMemory(await outputs(stack, job));
+}
+
 describe('a latent model through the job pipeline', () => {
   it('makes the in-memory chunk loop\'s latents and frames, with the window kept or read from the store', async () => {
     const warm = localStack(tempDir());
@@ -102,10 +110,7 @@ describe('a latent model through the job pipeline', () => {
     const cold = localStack(tempDir());
     const coldJob = await submit(cold);
     await drainQueue(cold, model, { windowMemoBytes: 0 });
-    const done = (await readJob(cold.store, coldJob.tenant, coldJob.id))!.job;
-    expect(done.status).toBe('succeeded');
-    expect(done.repairs ?? []).toEqual([]);
-    expectSameAsInMemory(await outputs(cold, coldJob));
+    await expectCleanRun(cold, coldJob);
   }, 120_000);
 
   it('keeps its window as the graph\'s fp16 bits: a memo of one window\'s fp16 bytes holds it, and no segment is read back', async () => {
@@ -150,10 +155,7 @@ describe('a latent model through the job pipeline', () => {
     // worker's own write would rebuild the segment, and say so.
     const { store } = slowSegments(stack, 300, { key: '' });
     await drainQueue({ ...stack, store }, model, { ...opts, deferSegmentBytes: 0, segmentWaitMs: 0 });
-    const done = (await readJob(stack.store, job.tenant, job.id))!.job;
-    expect(done.status).toBe('succeeded');
-    expect(done.repairs ?? []).toEqual([]);
-    expectSameAsInMemory(await outputs(stack, job));
+    await expectCleanRun(stack, job);
   }, 120_000);
 
   it('advances the job before a background segment is stored; another worker waits for it, or rebuilds it from its latents once the wait is over', async () => {
