@@ -4,7 +4,7 @@
  * field. Limits follow the serving model and the config, so each deployment describes itself.
  */
 import { z } from 'zod';
-import type { ServedManifest } from '../model/served.js';
+import { isLatentManifest, type ServedManifest } from '../model/served.js';
 import type { ApiConfig } from './config.js';
 import { ApiErrorBodySchema } from './errors.js';
 import { CancelVideoResponseSchema, ListVideosResponseSchema, PublicJobSchema, PublicJobSummarySchema, WebhookSecretResponseSchema } from './render.js';
@@ -62,7 +62,10 @@ export function openApiDocument(manifest: ServedManifest, config: ApiConfig, ser
       description:
         `Long videos from an autoregressive video diffusion model, made chunk by chunk. Serving model ${manifest.name}: ` +
         `${manifest.frame.width}x${manifest.frame.height} frames, chunks of ${manifest.chunk_frames}` +
-        (manifest.labels.length ? `, labels ${manifest.labels.map((l, i) => `${i}=${l}`).join(', ')}.` : ', unconditional.'),
+        (manifest.labels.length ? `, labels ${manifest.labels.map((l, i) => `${i}=${l}`).join(', ')}.` : ', unconditional.') +
+        (isLatentManifest(manifest)
+          ? ` A new video starts from 1 to ${manifest.p_max} starting images (init_frames); extend and fork continue a video's own frames.`
+          : ''),
     },
     servers: [{ url: serverUrl }],
     components: {

@@ -55,7 +55,8 @@ describe('the embedded stack with a latent model', () => {
   it('describes the served model in its OpenAPI document', async () => {
     const res = await api('/v1/openapi.json');
     expect(res.status).toBe(200);
-    expect(JSON.stringify(await res.json())).toContain(`Serving model ${stack.model.manifest.name}: 64x64 frames, chunks of 2, unconditional.`);
+    const text = JSON.stringify(await res.json());
+    expect(text).toContain(`Serving model ${stack.model.manifest.name}: 64x64 frames, chunks of 2, unconditional. A new video starts from 1 to 5 starting images (init_frames); extend and fork continue a video's own frames.`);
   });
 
   it('refuses what the model cannot do, naming the field', async () => {
