@@ -14,6 +14,7 @@ import { ModelHashMismatchError } from '../shared/cache/errors.js';
 import { encodeSegmentParts, PREFIX_CHUNK, type KvData } from '../shared/cache/segment.js';
 import { CACHE_SEGMENT_TAGS, cacheSegmentKey, inputFrameKey, jobPrefix } from '../shared/keys.js';
 import { frameFloats, framesFirstCache, type Manifest } from '../shared/model/manifest.js';
+import type { ServedManifest } from '../shared/model/served.js';
 import { contextFrames } from '../shared/sampler/context.js';
 import type { Job } from '../shared/schemas/job.js';
 import { readJob } from '../shared/jobs/job-store.js';
@@ -167,21 +168,39 @@ const ownSegment = (seg: LineageSegment): SegmentInfo => ({ chunk: seg.ownerChun
 /** Most videos a continuation may stand on (a chain of extensions). */
 const MAX_LINEAGE = 1000;
 
+/** A job whose frames a window may hold, and how many of its own frames count (`cut`: a video continued from its frame `cut`). */
+export interface LineageOwner { owner: Job; ownerPlan: JobPlan; cut: number }
+
+/**
+ * The jobs whose frames can be in the window before global frame `endFrame`, newest first: the
+ * job itself (its frames before endFrame), and while the window reaches before an owner's first
+ * chunk (`from`, the window's first frame), the video that owner continues, up to the frame it was
+ * cut at, and so on up the lineage. Format 1 and format 2 (latent-chunk.ts) read their windows so.
+ */
+export async function lineageOwners(
+  store: ObjectStore, manifest: ServedManifest, job: Job, plan: JobPlan, endFrame: number, from: number,
+): Promise<LineageOwner[]> {
+  const out: LineageOwner[] = [{ owner: job, ownerPlan: plan, cut: endFrame - plan.startFrame }];
+  for (;;) {
+    const { owner, ownerPlan } = out[out.length - 1];
+    if (!owner.parent || from >= ownerPlan.startFrame) return out;
+    if (out.length > MAX_LINEAGE) throw new ChunkFailure('bad_request', `job ${job.id} continues more than ${MAX_LINEAGE} videos`);
+    const parent = await readJob(store, owner.tenant, owner.parent.id);
+    if (!parent) throw new ChunkFailure('parent_missing', `video ${owner.parent.id}, which job ${owner.id} continues, is gone`);
+    out.push({ owner: parent.job, ownerPlan: jobPlan(parent.job, manifest), cut: owner.parent.frames });
+  }
+}
+
 /**
  * The segments that can hold the frames of the window before global frame `endFrame`: the job's
  * own earlier chunks, its starting frames, and, where the window reaches before the job's first
- * frame, the frames it continues: its parent's first `parent.frames` frames (and so on up the
- * lineage). A parent's last chunk was never stored (nothing came after it): it is made from the
- * parent's clean copy on first use, like any missing segment.
+ * frame, the frames it continues (lineageOwners). A parent's last chunk was never stored (nothing
+ * came after it): it is made from the parent's clean copy on first use, like any missing segment.
  */
 async function lineageSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LineageSegment[]> {
-  const m = deps.model.manifest;
-  const from = endFrame - m.p_max; // no frame before this can be in the window
+  const from = endFrame - deps.model.manifest.p_max; // no frame before this can be in the window
   const segments: LineageSegment[] = [];
-  let owner = job;
-  let ownerPlan = plan;
-  let cut = endFrame - plan.startFrame; // the owner's own frames that come before endFrame
-  for (let hops = 0; ; hops++) {
+  for (const { owner, ownerPlan, cut } of await lineageOwners(deps.store, deps.model.manifest, job, plan, endFrame, from)) {
     const own: LineageSegment[] = [];
     const l = ownerPlan.chunkFrames;
     for (let j = Math.max(0, Math.floor((from - ownerPlan.startFrame) / l)); j * l < cut; j++) {
@@ -191,13 +210,6 @@ async function lineageSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFram
       own.unshift({ owner, ownerPlan, ownerChunk: PREFIX_CHUNK, chunk: 0, firstFrame: 0, frames: ownerPlan.initFrames });
     }
     segments.unshift(...own);
-    if (!owner.parent || from >= ownerPlan.startFrame) break;
-    if (hops >= MAX_LINEAGE) throw new ChunkFailure('bad_request', `job ${job.id} continues more than ${MAX_LINEAGE} videos`);
-    const parent = await readJob(deps.store, owner.tenant, owner.parent.id);
-    if (!parent) throw new ChunkFailure('parent_missing', `video ${owner.parent.id}, which job ${owner.id} continues, is gone`);
-    cut = owner.parent.frames;
-    owner = parent.job;
-    ownerPlan = jobPlan(owner, m);
   }
   segments.forEach((seg, i) => { seg.chunk = i; });
   return segments;

@@ -34,13 +34,12 @@ import type { ManifestV2 } from '../shared/model/manifest-v2.js';
 import { iddpmSchedule, iddpmStep, type IddpmSchedule } from '../shared/sampler/iddpm.js';
 import { gaussianNoise } from '../shared/sampler/noise.js';
 import type { Job } from '../shared/schemas/job.js';
-import { readJob } from '../shared/jobs/job-store.js';
 import type { ObjectStore } from '../shared/store/object-store.js';
-import { appears, defersSegment, putSegment, segmentKey } from './cache-window.js';
+import { appears, defersSegment, lineageOwners, putSegment, segmentKey } from './cache-window.js';
 import type { ChunkDeps, PhaseTimer } from './chunk-step.js';
 import { assertEarlierFramesKept, decodeStoredPngs, f16Precision, recordRepair, writeCleanCopy } from './clean-copy.js';
 import { ChunkFailure } from './errors.js';
-import { firstFrameOf, framesOfChunk, geometry, jobPlan, type JobPlan } from './job-plan.js';
+import { firstFrameOf, framesOfChunk, geometry, type JobPlan } from './job-plan.js';
 import { attentionLayout, contextLatents, prefixFrameIndices } from './latent-generate.js';
 import type { LatentModelSession } from './latent-session.js';
 import { log } from './log.js';
@@ -147,7 +146,7 @@ export function latentWindowBudget(m: ManifestV2, memory = os.totalmem()): numbe
 
 /** Bytes of the largest window the worker keeps: P_max frames of temporal K/V and the spatial K/V of a chunk or of up to P_max starting frames, in the manifest's kv_dtype. */
 export function latentWindowBytes(m: ManifestV2): number {
-  return (m.p_max + Math.max(m.p_max, m.chunk_frames)) * kvFrameFloats(m) * (m.kv_dtype === 'float16' ? 2 : 4);
+  return (m.p_max + Math.max(m.p_max, m.chunk_frames)) * kvFrameFloats(m) * kvValueBytes(m);
 }
 
 // ---- the starting frames ----
@@ -185,6 +184,8 @@ type FrameKv = KvData; // [n, caches * depth, 2, rows, tokens, width], in the ma
 const cacheCount = (m: ManifestV2) => (m.prefix_cache ? 2 : 1);
 /** Floats of one frame of one cache: depth * 2 * rows * tokens * width. */
 const kvFrameFloats = (m: ManifestV2) => m.depth * 2 * ROWS * m.tokens_per_frame * m.width;
+/** Bytes of one K/V value as the graph emits it (kv_dtype). */
+const kvValueBytes = (m: ManifestV2) => (m.kv_dtype === 'float16' ? 2 : 4);
 const latentFloats = (m: ManifestV2) => m.latent.channels * m.latent.height * m.latent.width;
 
 /**
@@ -251,9 +252,6 @@ function advance(m: ManifestV2, window: LatentWindow, kv: FrameKv, firstFrame: n
 /** A segment of the job, or of a video it continues: `chunk` in its owner's numbering. */
 interface LatentSegment { owner: Job; ownerPlan: JobPlan; chunk: number; firstFrame: number; frames: number }
 
-/** Most videos a continuation may stand on (a chain of extensions). */
-const MAX_LINEAGE = 1000;
-
 /**
  * The segments of `job`'s starting frames (if any) and of its first `cut` frames' chunks (a chunk
  * cut short holds only the frames before `cut`), up to `chunks` chunks, oldest first.
@@ -274,20 +272,8 @@ function ownSegments(job: Job, plan: JobPlan, chunks: number, cut: number): Late
  */
 async function windowSegments(deps: CacheDeps, job: Job, plan: JobPlan, endFrame: number): Promise<LatentSegment[]> {
   const from = Math.max(0, endFrame - deps.model.manifest.p_max);
-  const out: LatentSegment[] = [];
-  let owner = job;
-  let ownerPlan = plan;
-  let cut = endFrame - plan.startFrame; // the owner's own frames before endFrame
-  for (let hops = 0; ; hops++) {
-    out.unshift(...ownSegments(owner, ownerPlan, Infinity, cut).filter((s) => s.firstFrame + s.frames > from));
-    if (!owner.parent || from >= ownerPlan.startFrame) return out;
-    if (hops >= MAX_LINEAGE) throw new ChunkFailure('bad_request', `job ${job.id} continues more than ${MAX_LINEAGE} videos`);
-    const parent = await readJob(deps.store, owner.tenant, owner.parent.id);
-    if (!parent) throw new ChunkFailure('parent_missing', `video ${owner.parent.id}, which job ${owner.id} continues, is gone`);
-    cut = owner.parent.frames;
-    owner = parent.job;
-    ownerPlan = jobPlan(owner, deps.model.manifest);
-  }
+  const owners = await lineageOwners(deps.store, deps.model.manifest, job, plan, endFrame, from);
+  return owners.reverse().flatMap(({ owner, ownerPlan, cut }) => ownSegments(owner, ownerPlan, Infinity, cut).filter((s) => s.firstFrame + s.frames > from));
 }
 
 /**
@@ -386,7 +372,7 @@ async function rebuild(deps: CacheDeps, seg: LatentSegment, damage: Damage): Pro
 const segmentFrameShape = (m: ManifestV2) => [cacheCount(m) * m.depth, 2, ROWS, m.tokens_per_frame, m.width] as const;
 
 /** Bytes of `frames` frames of a segment's K/V, in the manifest's kv_dtype. */
-const segmentBytes = (m: ManifestV2, frames: number) => frames * cacheCount(m) * kvFrameFloats(m) * (m.kv_dtype === 'float16' ? 2 : 4);
+const segmentBytes = (m: ManifestV2, frames: number) => frames * cacheCount(m) * kvFrameFloats(m) * kvValueBytes(m);
 
 /** Stores segment `chunk` once (write-once; a damaged one is replaced only while it is still the damaged one). */
 async function writeLatentSegment(deps: CacheDeps, job: Job, chunk: number, firstFrame: number, kv: FrameKv, options: { replace?: string; handOver?: boolean } = {}): Promise<void> {

@@ -69,8 +69,7 @@ export class LatentModelSession {
 
   async run(input: LatentStepInput, fetch: 'prediction' | 'kv'): Promise<Partial<LatentStepOutput>> {
     const io = this.manifest.io;
-    const names = fetch === 'prediction' ? [io.outputs.prediction] : [io.outputs.kv, ...(io.outputs.kv_prefix ? [io.outputs.kv_prefix] : [])];
-    const out = await this.step.run(this.feeds(input), names);
+    const out = await this.step.run(this.feeds(input), fetch === 'prediction' ? [io.outputs.prediction] : this.kvOutputs());
     const widen = (t?: ort.Tensor) => (t === undefined ? undefined : t.type === 'float16' ? f16ToF32(t.data as Uint16Array) : (t.data as Float32Array));
     return {
       prediction: out[io.outputs.prediction]?.data as Float32Array | undefined,
@@ -85,12 +84,18 @@ export class LatentModelSession {
    */
   async writeKv(input: LatentStepInput): Promise<{ kv: KvData; kvPrefix?: KvData }> {
     const io = this.manifest.io;
-    const out = await this.step.run(this.feeds(input), [io.outputs.kv, ...(io.outputs.kv_prefix ? [io.outputs.kv_prefix] : [])]);
+    const out = await this.step.run(this.feeds(input), this.kvOutputs());
     const bits = (t: ort.Tensor) => {
       if ((t.type === 'float16') !== (this.manifest.kv_dtype === 'float16')) throw new TypeError(`the graph emits ${t.type} K/V; the manifest says ${this.manifest.kv_dtype}`);
       return t.data as KvData;
     };
     return { kv: bits(out[io.outputs.kv]), ...(io.outputs.kv_prefix ? { kvPrefix: bits(out[io.outputs.kv_prefix]) } : {}) };
+  }
+
+  /** The graph's K/V outputs: the temporal one, and the spatial one of a model with a prefix cache. */
+  private kvOutputs(): string[] {
+    const { outputs } = this.manifest.io;
+    return [outputs.kv, ...(outputs.kv_prefix ? [outputs.kv_prefix] : [])];
   }
 
   private feeds(input: LatentStepInput): Record<string, ort.Tensor> {
